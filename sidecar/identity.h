@@ -1,0 +1,61 @@
+/* identity.h: the sidecar's key store. One identity per sub-directory of the
+ * identities directory, in the kubernetes.io/tls layout:
+ *   tls.crt  leaf first, then intermediates (PEM)
+ *   tls.key  private key: PKCS#8, SEC1 "EC PRIVATE KEY" or PKCS#1 "RSA PRIVATE KEY"
+ *            (ECDSA P-256/P-384, RSA >= 2048, Ed25519)
+ *   ca.crt   trust bundle used to verify peers (PEM)
+ * An identity is named by its certificate: the SPIFFE ID (URI SAN spiffe://)
+ * and DNS SANs. BoringSSL only (sidecar side). */
+#ifndef KH_IDENTITY_H
+#define KH_IDENTITY_H
+
+#include <stddef.h>
+#include <openssl/base.h>
+
+#include "kh_error.h"
+#include "kh_tls.h"
+
+#define KH_MAX_DNS_NAMES 32
+
+typedef struct kh_identity {
+  char *dir_name;              /* sub-directory name, for logs */
+  char *spiffe_id;             /* URI SAN spiffe://..., or NULL */
+  char *dns_names[KH_MAX_DNS_NAMES];
+  size_t dns_count;
+  STACK_OF(X509) *chain;       /* leaf first */
+  EVP_PKEY *key;               /* private key; never logged or returned */
+  X509_STORE *trust;           /* from ca.crt */
+  uint8_t leaf_fingerprint[KH_SHA256_LEN];
+  int refs;                    /* kh_identity_ref / kh_identity_unref */
+} kh_identity;
+
+/* kh_identity_load loads one identity directory. */
+kh_identity *kh_identity_load(const char *dir, kh_error *err);
+kh_identity *kh_identity_ref(kh_identity *id);
+void kh_identity_unref(kh_identity *id);
+
+/* kh_identity_name is the identity's primary name: the SPIFFE ID if present,
+ * else the first DNS name, else the directory name. */
+const char *kh_identity_name(const kh_identity *id);
+
+/* kh_identity_matches returns 1 if |id|'s certificate carries |name| as its
+ * SPIFFE ID (when |name| starts with "spiffe://") or as a DNS SAN. */
+int kh_identity_matches(const kh_identity *id, const char *name);
+
+typedef struct kh_identity_store kh_identity_store;
+
+/* kh_identity_store_load loads every sub-directory of |dir|. Fails if the
+ * directory cannot be read, if any identity fails to load, or if none is found. */
+kh_identity_store *kh_identity_store_load(const char *dir, kh_error *err);
+void kh_identity_store_free(kh_identity_store *store);
+size_t kh_identity_store_count(const kh_identity_store *store);
+const kh_identity *kh_identity_store_get(const kh_identity_store *store, size_t i);
+
+/* kh_identity_store_find selects the identity named |name| (SPIFFE ID or
+ * hostname). With |name| NULL or empty and exactly one identity loaded, that
+ * one is returned. Failure: KH_ERR_NOT_FOUND with a message naming |name|.
+ * The returned pointer is borrowed; take a reference to keep it. */
+kh_identity *kh_identity_store_find(const kh_identity_store *store, const char *name,
+                                    kh_error *err);
+
+#endif /* KH_IDENTITY_H */

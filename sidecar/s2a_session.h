@@ -1,0 +1,34 @@
+/* s2a_session.h: the S2A v1 SetUpSession state machine, sans-IO.
+ * Serialized SessionReq in, serialized SessionResp out; no gRPC here.
+ * States: START -> HANDSHAKING -> DONE, or FAILED. */
+#ifndef KH_S2A_SESSION_H
+#define KH_S2A_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "identity.h"
+#include "kh_buf.h"
+#include "kh_error.h"
+
+typedef enum {
+  KH_S2A_CONTINUE = 0, /* send |resp|, wait for the next request */
+  KH_S2A_FINISHED = 1, /* send |resp| (carries the result), end with OK */
+  KH_S2A_FAILED = 2,   /* send |resp| if non-empty (status + any alert), then
+                          end the stream with |err| as the gRPC status */
+} kh_s2a_outcome;
+
+typedef struct kh_s2a_session kh_s2a_session;
+
+/* |store| is borrowed and must outlive the session. */
+kh_s2a_session *kh_s2a_session_new(const kh_identity_store *store);
+void kh_s2a_session_free(kh_s2a_session *s);
+
+kh_s2a_outcome kh_s2a_session_handle(kh_s2a_session *s, const uint8_t *req, size_t req_len,
+                                     kh_buf *resp, kh_error *err);
+
+/* For the handshake log line: local/peer identity names once known ("-" else). */
+const char *kh_s2a_session_local_name(const kh_s2a_session *s);
+const char *kh_s2a_session_peer_name(const kh_s2a_session *s);
+
+#endif /* KH_S2A_SESSION_H */
