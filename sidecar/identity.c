@@ -1,1 +1,343 @@
-/* placeholder: being written */
+/* identity.c: load kubernetes.io/tls identity directories with BoringSSL. */
+#include "identity.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <openssl/bio.h>
+#include <openssl/bytestring.h>
+#include <openssl/digest.h>
+#include <openssl/ec.h>
+#include <openssl/ec_key.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "kh_log.h"
+#include "kh_secret.h"
+
+#define KH_MAX_PEM_FILE (1u << 20) /* 1 MiB: far above any real chain or key */
+#define KH_MAX_IDENTITIES 256
+
+struct kh_identity_store {
+  kh_identity *ids[KH_MAX_IDENTITIES];
+  size_t count;
+};
+
+/* read_file reads a whole file (bounded) into |*out|; the caller frees it
+ * with kh_secret_free(*out, *out_len) because key files pass through here. */
+static int read_file(const char *path, uint8_t **out, size_t *out_len, kh_error *err) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return kh_err(err, KH_ERR_NOT_FOUND, "cannot open %s: %s", path, strerror(errno));
+  uint8_t *buf = kh_secret_alloc(KH_MAX_PEM_FILE + 1);
+  if (buf == NULL) {
+    fclose(f);
+    return kh_err(err, KH_ERR_NOMEM, "out of memory reading %s", path);
+  }
+  size_t n = fread(buf, 1, KH_MAX_PEM_FILE + 1, f);
+  int bad = ferror(f);
+  fclose(f);
+  if (bad || n > KH_MAX_PEM_FILE) {
+    kh_secret_free(buf, KH_MAX_PEM_FILE + 1);
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: %s", path,
+                  bad ? "read error" : "file larger than 1 MiB");
+  }
+  *out = buf;
+  *out_len = n;
+  return 1;
+}
+
+static void ssl_reason(char *out, size_t out_len) {
+  unsigned long e = ERR_get_error();
+  if (e == 0) {
+    snprintf(out, out_len, "no PEM data");
+  } else {
+    ERR_error_string_n(e, out, out_len);
+  }
+  ERR_clear_error();
+}
+
+static STACK_OF(X509) *load_certs(const char *path, kh_error *err) {
+  uint8_t *data;
+  size_t len;
+  if (!read_file(path, &data, &len, err)) return NULL;
+  BIO *bio = BIO_new_mem_buf(data, (int)len);
+  STACK_OF(X509) *certs = sk_X509_new_null();
+  X509 *x;
+  while (bio != NULL && certs != NULL && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+    if (!sk_X509_push(certs, x)) {
+      X509_free(x);
+      break;
+    }
+  }
+  /* The loop ends with PEM_R_NO_START_LINE at EOF; anything else is an error. */
+  unsigned long e = ERR_peek_last_error();
+  int clean_eof = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
+  ERR_clear_error();
+  BIO_free(bio);
+  kh_secret_free(data, KH_MAX_PEM_FILE + 1);
+  if (certs == NULL || sk_X509_num(certs) == 0 || (e != 0 && !clean_eof)) {
+    sk_X509_pop_free(certs, X509_free);
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: no valid PEM certificate", path);
+    return NULL;
+  }
+  return certs;
+}
+
+static int check_key_type(EVP_PKEY *key, const char *path, kh_error *err) {
+  switch (EVP_PKEY_id(key)) {
+    case EVP_PKEY_RSA:
+      if (EVP_PKEY_bits(key) < 2048)
+        return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: RSA key of %d bits (minimum 2048)", path,
+                      EVP_PKEY_bits(key));
+      return 1;
+    case EVP_PKEY_ED25519:
+      return 1;
+    case EVP_PKEY_EC: {
+      const EC_GROUP *g = EC_KEY_get0_group(EVP_PKEY_get0_EC_KEY(key));
+      int nid = g ? EC_GROUP_get_curve_name(g) : 0;
+      if (nid == NID_X9_62_prime256v1 || nid == NID_secp384r1) return 1;
+      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: EC curve not supported (P-256, P-384 only)",
+                    path);
+    }
+    default:
+      return kh_err(err, KH_ERR_INVALID_ARGUMENT,
+                    "%s: unsupported key type (ECDSA P-256/P-384, RSA, Ed25519)", path);
+  }
+}
+
+/* PEM_read_bio_PrivateKey accepts PKCS#8, SEC1 and PKCS#1 PEM blocks. */
+static EVP_PKEY *load_key(const char *path, kh_error *err) {
+  uint8_t *data;
+  size_t len;
+  if (!read_file(path, &data, &len, err)) return NULL;
+  BIO *bio = BIO_new_mem_buf(data, (int)len);
+  EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+  BIO_free(bio);
+  kh_secret_free(data, KH_MAX_PEM_FILE + 1);
+  if (key == NULL) {
+    char why[160];
+    ssl_reason(why, sizeof(why));
+    /* The reason names a parse step, never key bytes. */
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: not a PEM private key (%s)", path, why);
+    return NULL;
+  }
+  if (!check_key_type(key, path, err)) {
+    EVP_PKEY_free(key);
+    return NULL;
+  }
+  return key;
+}
+
+static char *copy_asn1_string(const ASN1_IA5STRING *s) {
+  const unsigned char *p = ASN1_STRING_get0_data(s);
+  int n = ASN1_STRING_length(s);
+  if (p == NULL || n <= 0 || n > 1024 || memchr(p, '\0', (size_t)n) != NULL) return NULL;
+  char *out = malloc((size_t)n + 1);
+  if (out == NULL) return NULL;
+  memcpy(out, p, (size_t)n);
+  out[n] = '\0';
+  return out;
+}
+
+int kh_x509_names(X509 *leaf, char **out_spiffe, char **out_dns, size_t *out_dns_count,
+                  size_t max_dns) {
+  *out_spiffe = NULL;
+  *out_dns_count = 0;
+  GENERAL_NAMES *sans = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+  if (sans == NULL) return 1;
+  for (size_t i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
+    const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+    if (gn->type == GEN_URI && *out_spiffe == NULL) {
+      char *uri = copy_asn1_string(gn->d.uniformResourceIdentifier);
+      if (uri != NULL && strncmp(uri, "spiffe://", 9) == 0) {
+        *out_spiffe = uri;
+      } else {
+        free(uri);
+      }
+    } else if (gn->type == GEN_DNS && *out_dns_count < max_dns) {
+      char *dns = copy_asn1_string(gn->d.dNSName);
+      if (dns != NULL) out_dns[(*out_dns_count)++] = dns;
+    }
+  }
+  GENERAL_NAMES_free(sans);
+  return 1;
+}
+
+static int fingerprint(X509 *x, uint8_t out[KH_SHA256_LEN]) {
+  unsigned len = 0;
+  return X509_digest(x, EVP_sha256(), out, &len) && len == KH_SHA256_LEN;
+}
+
+static X509_STORE *load_trust(const char *path, kh_error *err) {
+  STACK_OF(X509) *cas = load_certs(path, err);
+  if (cas == NULL) return NULL;
+  X509_STORE *store = X509_STORE_new();
+  for (size_t i = 0; store != NULL && i < sk_X509_num(cas); i++) {
+    if (!X509_STORE_add_cert(store, sk_X509_value(cas, i))) {
+      X509_STORE_free(store);
+      store = NULL;
+    }
+  }
+  sk_X509_pop_free(cas, X509_free);
+  if (store == NULL) kh_err(err, KH_ERR_INTERNAL, "%s: cannot build trust store", path);
+  return store;
+}
+
+static void identity_destroy(kh_identity *id) {
+  free(id->dir_name);
+  free(id->spiffe_id);
+  for (size_t i = 0; i < id->dns_count; i++) free(id->dns_names[i]);
+  sk_X509_pop_free(id->chain, X509_free);
+  EVP_PKEY_free(id->key); /* BoringSSL clears key material on free */
+  X509_STORE_free(id->trust);
+  kh_wipe(id, sizeof(*id));
+  free(id);
+}
+
+kh_identity *kh_identity_load(const char *dir, kh_error *err) {
+  char path[4096];
+  kh_identity *id = calloc(1, sizeof(*id));
+  if (id == NULL) {
+    kh_err(err, KH_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  id->refs = 1;
+  const char *base = strrchr(dir, '/');
+  id->dir_name = strdup(base && base[1] ? base + 1 : dir);
+  snprintf(path, sizeof(path), "%s/tls.crt", dir);
+  if ((id->chain = load_certs(path, err)) == NULL) goto fail;
+  snprintf(path, sizeof(path), "%s/tls.key", dir);
+  if ((id->key = load_key(path, err)) == NULL) goto fail;
+  snprintf(path, sizeof(path), "%s/ca.crt", dir);
+  if ((id->trust = load_trust(path, err)) == NULL) goto fail;
+  X509 *leaf = sk_X509_value(id->chain, 0);
+  if (!X509_check_private_key(leaf, id->key)) {
+    ERR_clear_error();
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: tls.key does not match the tls.crt leaf", dir);
+    goto fail;
+  }
+  kh_x509_names(leaf, &id->spiffe_id, id->dns_names, &id->dns_count, KH_MAX_DNS_NAMES);
+  if (id->spiffe_id == NULL && id->dns_count == 0) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT,
+           "%s: leaf certificate has neither a spiffe:// URI SAN nor a DNS SAN", dir);
+    goto fail;
+  }
+  if (!fingerprint(leaf, id->leaf_fingerprint)) {
+    kh_err(err, KH_ERR_INTERNAL, "%s: cannot hash leaf certificate", dir);
+    goto fail;
+  }
+  return id;
+fail:
+  identity_destroy(id);
+  return NULL;
+}
+
+kh_identity *kh_identity_ref(kh_identity *id) {
+  if (id != NULL) __atomic_add_fetch(&id->refs, 1, __ATOMIC_RELAXED);
+  return id;
+}
+
+void kh_identity_unref(kh_identity *id) {
+  if (id != NULL && __atomic_sub_fetch(&id->refs, 1, __ATOMIC_ACQ_REL) == 0) identity_destroy(id);
+}
+
+const char *kh_identity_name(const kh_identity *id) {
+  if (id->spiffe_id != NULL) return id->spiffe_id;
+  if (id->dns_count > 0) return id->dns_names[0];
+  return id->dir_name;
+}
+
+int kh_identity_matches(const kh_identity *id, const char *name) {
+  if (name == NULL || name[0] == '\0') return 0;
+  if (strncmp(name, "spiffe://", 9) == 0) return id->spiffe_id && strcmp(id->spiffe_id, name) == 0;
+  for (size_t i = 0; i < id->dns_count; i++) {
+    if (strcasecmp(id->dns_names[i], name) == 0) return 1;
+  }
+  return 0;
+}
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+kh_identity_store *kh_identity_store_load(const char *dir, kh_error *err) {
+  DIR *d = opendir(dir);
+  if (d == NULL) {
+    kh_err(err, KH_ERR_NOT_FOUND, "cannot open identities directory %s: %s", dir, strerror(errno));
+    return NULL;
+  }
+  char *names[KH_MAX_IDENTITIES];
+  size_t n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL && n < KH_MAX_IDENTITIES) {
+    if (de->d_name[0] == '.') continue; /* ".", "..", "..data" and other hidden entries */
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    names[n++] = strdup(de->d_name);
+  }
+  closedir(d);
+  qsort(names, n, sizeof(names[0]), cmp_names); /* deterministic order */
+
+  kh_identity_store *store = calloc(1, sizeof(*store));
+  int ok = store != NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (ok) {
+      char path[4096];
+      snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+      kh_identity *id = kh_identity_load(path, err);
+      if (id == NULL) {
+        ok = 0;
+      } else {
+        store->ids[store->count++] = id;
+        kh_log(KH_LOG_INFO, "identity loaded dir=%s name=%s", names[i], kh_identity_name(id));
+      }
+    }
+    free(names[i]);
+  }
+  if (ok && store->count == 0) {
+    ok = kh_err(err, KH_ERR_NOT_FOUND, "no identity sub-directories in %s", dir);
+  }
+  if (!ok) {
+    kh_identity_store_free(store);
+    return NULL;
+  }
+  return store;
+}
+
+void kh_identity_store_free(kh_identity_store *store) {
+  if (store == NULL) return;
+  for (size_t i = 0; i < store->count; i++) kh_identity_unref(store->ids[i]);
+  free(store);
+}
+
+size_t kh_identity_store_count(const kh_identity_store *store) { return store->count; }
+
+const kh_identity *kh_identity_store_get(const kh_identity_store *store, size_t i) {
+  return i < store->count ? store->ids[i] : NULL;
+}
+
+kh_identity *kh_identity_store_find(const kh_identity_store *store, const char *name,
+                                    kh_error *err) {
+  if (name == NULL || name[0] == '\0') {
+    if (store->count == 1) return store->ids[0];
+    kh_err(err, KH_ERR_INVALID_ARGUMENT,
+           "no local identity given and %zu identities are loaded: name one", store->count);
+    return NULL;
+  }
+  for (size_t i = 0; i < store->count; i++) {
+    if (kh_identity_matches(store->ids[i], name)) return store->ids[i];
+  }
+  kh_err(err, KH_ERR_NOT_FOUND, "unknown local identity '%.200s'", name);
+  return NULL;
+}

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <openssl/base.h>
+#include <openssl/x509.h>
 
 #include "kh_error.h"
 #include "kh_tls.h"
@@ -41,6 +42,11 @@ const char *kh_identity_name(const kh_identity *id);
 /* kh_identity_matches returns 1 if |id|'s certificate carries |name| as its
  * SPIFFE ID (when |name| starts with "spiffe://") or as a DNS SAN. */
 int kh_identity_matches(const kh_identity *id, const char *name);
+
+/* kh_x509_names extracts a certificate's SPIFFE ID (first spiffe:// URI SAN,
+ * malloc'd, or NULL) and up to |max_dns| DNS SANs (malloc'd). */
+int kh_x509_names(X509 *leaf, char **out_spiffe, char **out_dns, size_t *out_dns_count,
+                  size_t max_dns);
 
 typedef struct kh_identity_store kh_identity_store;
 

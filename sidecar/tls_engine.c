@@ -1,1 +1,379 @@
-/* placeholder: being written */
+/* tls_engine.c: sans-IO TLS 1.3 handshakes on BoringSSL over memory BIOs.
+ *
+ * BoringSSL reads exactly one record at a time from its read BIO, so the
+ * bytes left in the BIO when the handshake completes are exactly the bytes
+ * the handshake did not consume (the peer's first application records,
+ * NewSessionTickets). */
+#include "tls_engine.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "kh_secret.h"
+#include "tls_secrets.h"
+
+struct kh_tls_engine {
+  kh_tls_side side;
+  kh_identity *identity;
+  SSL_CTX *ctx;
+  SSL *ssl;
+  BIO *rbio; /* peer -> us; owned by |ssl| */
+  BIO *wbio; /* us -> peer; owned by |ssl| */
+  uint8_t alpn_wire[KH_MAX_ALPN * 256];
+  size_t alpn_wire_len;
+  uint32_t allowed_suites;
+  char *server_name;
+  char *expect_peers[KH_MAX_EXPECT_PEERS];
+  size_t expect_peer_count;
+  char reason[256]; /* why verification failed, set by the verify callback */
+  int done;
+  int failed;
+};
+
+static int is_ip_literal(const char *s) {
+  uint8_t buf[16];
+  return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* peer_matches: does |leaf| carry |name| (spiffe:// URI SAN or DNS SAN)? */
+static int peer_matches(X509 *leaf, const char *name) {
+  char *spiffe = NULL;
+  char *dns[KH_MAX_DNS_NAMES];
+  size_t ndns = 0;
+  int ok = 0;
+  kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
+  if (strncmp(name, "spiffe://", 9) == 0) {
+    ok = spiffe != NULL && strcmp(spiffe, name) == 0;
+  } else {
+    for (size_t i = 0; i < ndns && !ok; i++) ok = strcasecmp(dns[i], name) == 0;
+  }
+  free(spiffe);
+  for (size_t i = 0; i < ndns; i++) free(dns[i]);
+  return ok;
+}
+
+static const char *leaf_label(X509 *leaf, char *buf, size_t len) {
+  char *spiffe = NULL;
+  char *dns[KH_MAX_DNS_NAMES];
+  size_t ndns = 0;
+  kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
+  snprintf(buf, len, "%s", spiffe ? spiffe : ndns ? dns[0] : "(no SPIFFE ID or DNS name)");
+  free(spiffe);
+  for (size_t i = 0; i < ndns; i++) free(dns[i]);
+  return buf;
+}
+
+static uint8_t alert_for_x509_error(int e) {
+  switch (e) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+      return SSL_AD_UNKNOWN_CA;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return SSL_AD_CERTIFICATE_EXPIRED;
+    default:
+      return SSL_AD_BAD_CERTIFICATE;
+  }
+}
+
+/* verify_chain: the peer chain must lead to the identity's trust bundle. */
+static int verify_chain(kh_tls_engine *e, STACK_OF(X509) *chain, uint8_t *out_alert) {
+  X509 *leaf = sk_X509_value(chain, 0);
+  X509_STORE_CTX *sctx = X509_STORE_CTX_new();
+  int ok = sctx != NULL && X509_STORE_CTX_init(sctx, e->identity->trust, leaf, chain) &&
+           X509_STORE_CTX_set_default(sctx, e->side == KH_TLS_CLIENT ? "ssl_server" : "ssl_client");
+  if (ok) ok = X509_verify_cert(sctx) == 1;
+  if (!ok) {
+    int xe = sctx ? X509_STORE_CTX_get_error(sctx) : X509_V_ERR_OUT_OF_MEM;
+    snprintf(e->reason, sizeof(e->reason), "peer certificate rejected: %s",
+             X509_verify_cert_error_string(xe));
+    *out_alert = alert_for_x509_error(xe);
+  }
+  X509_STORE_CTX_free(sctx);
+  ERR_clear_error();
+  return ok;
+}
+
+/* verify_name (client only): expected peers, else the server name. */
+static int verify_name(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
+  char label[300];
+  if (e->expect_peer_count > 0) {
+    for (size_t i = 0; i < e->expect_peer_count; i++) {
+      if (peer_matches(leaf, e->expect_peers[i])) return 1;
+    }
+    snprintf(e->reason, sizeof(e->reason), "peer %s is not one of the %zu expected peers",
+             leaf_label(leaf, label, sizeof(label)), e->expect_peer_count);
+    *out_alert = SSL_AD_BAD_CERTIFICATE;
+    return 0;
+  }
+  if (e->server_name == NULL) return 1;
+  int ok = is_ip_literal(e->server_name)
+               ? X509_check_ip_asc(leaf, e->server_name, 0) == 1
+               : X509_check_host(leaf, e->server_name, strlen(e->server_name), 0, NULL) == 1;
+  if (!ok) {
+    snprintf(e->reason, sizeof(e->reason), "peer certificate (%s) does not match server name %s",
+             leaf_label(leaf, label, sizeof(label)), e->server_name);
+    *out_alert = SSL_AD_BAD_CERTIFICATE;
+  }
+  return ok;
+}
+
+static enum ssl_verify_result_t verify_cb(SSL *ssl, uint8_t *out_alert) {
+  kh_tls_engine *e = SSL_get_app_data(ssl);
+  const SSL_CIPHER *c = SSL_get_pending_cipher(ssl);
+  if (c == NULL) c = SSL_get_current_cipher(ssl);
+  int suite = c ? kh_suite_from_iana(SSL_CIPHER_get_protocol_id(c)) : -1;
+  if (suite < 0 || !(e->allowed_suites & KH_SUITE_BIT(suite))) {
+    snprintf(e->reason, sizeof(e->reason), "negotiated ciphersuite %s is not allowed",
+             c ? SSL_CIPHER_get_name(c) : "(none)");
+    *out_alert = SSL_AD_HANDSHAKE_FAILURE;
+    return ssl_verify_invalid;
+  }
+  STACK_OF(X509) *chain = SSL_get_peer_full_cert_chain(ssl);
+  if (chain == NULL || sk_X509_num(chain) == 0) {
+    snprintf(e->reason, sizeof(e->reason), "peer sent no certificate");
+    *out_alert = SSL_AD_CERTIFICATE_REQUIRED;
+    return ssl_verify_invalid;
+  }
+  if (!verify_chain(e, chain, out_alert)) return ssl_verify_invalid;
+  if (e->side == KH_TLS_CLIENT && !verify_name(e, sk_X509_value(chain, 0), out_alert))
+    return ssl_verify_invalid;
+  return ssl_verify_ok;
+}
+
+/* Server ALPN: our preference order, first protocol the client also offers. */
+static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
+                          unsigned in_len, void *arg) {
+  (void)arg;
+  kh_tls_engine *e = SSL_get_app_data(ssl);
+  if (e->alpn_wire_len == 0) return SSL_TLSEXT_ERR_NOACK;
+  for (size_t i = 0; i < e->alpn_wire_len; i += 1u + e->alpn_wire[i]) {
+    const uint8_t *ours = &e->alpn_wire[i];
+    for (unsigned j = 0; j < in_len; j += 1u + in[j]) {
+      if (j + 1u + in[j] > in_len) break;
+      if (in[j] == ours[0] && memcmp(&in[j + 1], ours + 1, ours[0]) == 0) {
+        *out = &in[j + 1];
+        *out_len = in[j];
+        return SSL_TLSEXT_ERR_OK;
+      }
+    }
+  }
+  snprintf(e->reason, sizeof(e->reason), "no application protocol in common with the peer");
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static int build_alpn(kh_tls_engine *e, const kh_tls_config *cfg, kh_error *err) {
+  for (size_t i = 0; i < cfg->alpn_count; i++) {
+    size_t n = cfg->alpn[i] ? strlen(cfg->alpn[i]) : 0;
+    if (n == 0 || n > 255)
+      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "ALPN protocol %zu is empty or too long", i);
+    e->alpn_wire[e->alpn_wire_len++] = (uint8_t)n;
+    memcpy(&e->alpn_wire[e->alpn_wire_len], cfg->alpn[i], n);
+    e->alpn_wire_len += n;
+  }
+  return 1;
+}
+
+static int setup_ctx(kh_tls_engine *e, kh_error *err) {
+  kh_identity *id = e->identity;
+  e->ctx = SSL_CTX_new(TLS_method());
+  if (e->ctx == NULL || !SSL_CTX_set_min_proto_version(e->ctx, TLS1_3_VERSION) ||
+      !SSL_CTX_set_max_proto_version(e->ctx, TLS1_3_VERSION) ||
+      !SSL_CTX_use_certificate(e->ctx, sk_X509_value(id->chain, 0)) ||
+      !SSL_CTX_use_PrivateKey(e->ctx, id->key)) {
+    return kh_err(err, KH_ERR_INTERNAL, "cannot configure TLS context for %s",
+                  kh_identity_name(id));
+  }
+  for (size_t i = 1; i < sk_X509_num(id->chain); i++) {
+    if (!SSL_CTX_add1_chain_cert(e->ctx, sk_X509_value(id->chain, i)))
+      return kh_err(err, KH_ERR_INTERNAL, "cannot add intermediate certificate");
+  }
+  /* BoringSSL leaves Ed25519 out of its default verify list; peers with
+   * Ed25519 leaves are allowed, so list every algorithm we accept. */
+  static const uint16_t verify_prefs[] = {
+      SSL_SIGN_ECDSA_SECP256R1_SHA256, SSL_SIGN_RSA_PSS_RSAE_SHA256, SSL_SIGN_RSA_PKCS1_SHA256,
+      SSL_SIGN_ECDSA_SECP384R1_SHA384, SSL_SIGN_RSA_PSS_RSAE_SHA384, SSL_SIGN_RSA_PKCS1_SHA384,
+      SSL_SIGN_RSA_PSS_RSAE_SHA512,    SSL_SIGN_RSA_PKCS1_SHA512,    SSL_SIGN_ED25519,
+  };
+  if (!SSL_CTX_set_verify_algorithm_prefs(e->ctx, verify_prefs,
+                                          sizeof(verify_prefs) / sizeof(verify_prefs[0])))
+    return kh_err(err, KH_ERR_INTERNAL, "cannot set signature algorithms");
+  /* mTLS always: a server requests and requires a client certificate. */
+  SSL_CTX_set_custom_verify(e->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+  if (e->side == KH_TLS_SERVER) SSL_CTX_set_alpn_select_cb(e->ctx, alpn_select_cb, NULL);
+  return 1;
+}
+
+kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err) {
+  if (cfg->identity == NULL || cfg->alpn_count > KH_MAX_ALPN ||
+      cfg->expect_peer_count > KH_MAX_EXPECT_PEERS) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "invalid TLS engine configuration");
+    return NULL;
+  }
+  kh_tls_engine *e = calloc(1, sizeof(*e));
+  if (e == NULL) {
+    kh_err(err, KH_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  e->side = cfg->side;
+  e->identity = kh_identity_ref(cfg->identity);
+  e->allowed_suites = cfg->allowed_suites ? cfg->allowed_suites : KH_SUITE_ALL;
+  if (cfg->server_name && cfg->server_name[0]) e->server_name = strdup(cfg->server_name);
+  for (size_t i = 0; i < cfg->expect_peer_count; i++) {
+    if (cfg->expect_peers[i] && cfg->expect_peers[i][0])
+      e->expect_peers[e->expect_peer_count++] = strdup(cfg->expect_peers[i]);
+  }
+  if (!build_alpn(e, cfg, err) || !setup_ctx(e, err)) goto fail;
+  e->ssl = SSL_new(e->ctx);
+  e->rbio = BIO_new(BIO_s_mem());
+  e->wbio = BIO_new(BIO_s_mem());
+  if (e->ssl == NULL || e->rbio == NULL || e->wbio == NULL) {
+    BIO_free(e->rbio);
+    BIO_free(e->wbio);
+    e->rbio = e->wbio = NULL;
+    kh_err(err, KH_ERR_NOMEM, "cannot create TLS session");
+    goto fail;
+  }
+  SSL_set_bio(e->ssl, e->rbio, e->wbio);
+  SSL_set_app_data(e->ssl, e);
+  if (e->side == KH_TLS_CLIENT) {
+    SSL_set_connect_state(e->ssl);
+    if (e->server_name && !is_ip_literal(e->server_name) &&
+        !SSL_set_tlsext_host_name(e->ssl, e->server_name)) {
+      kh_err(err, KH_ERR_INVALID_ARGUMENT, "invalid server name");
+      goto fail;
+    }
+    if (e->alpn_wire_len && SSL_set_alpn_protos(e->ssl, e->alpn_wire, e->alpn_wire_len) != 0) {
+      kh_err(err, KH_ERR_INTERNAL, "cannot set ALPN");
+      goto fail;
+    }
+  } else {
+    SSL_set_accept_state(e->ssl);
+  }
+  return e;
+fail:
+  ERR_clear_error();
+  kh_tls_engine_free(e);
+  return NULL;
+}
+
+void kh_tls_engine_free(kh_tls_engine *e) {
+  if (e == NULL) return;
+  SSL_free(e->ssl); /* frees both BIOs */
+  SSL_CTX_free(e->ctx);
+  kh_identity_unref(e->identity);
+  free(e->server_name);
+  for (size_t i = 0; i < e->expect_peer_count; i++) free(e->expect_peers[i]);
+  kh_wipe(e, sizeof(*e));
+  free(e);
+}
+
+/* drain_output moves everything BoringSSL wrote into |out|. */
+static int drain_output(kh_tls_engine *e, kh_buf *out, kh_error *err) {
+  const uint8_t *data;
+  size_t len;
+  if (!BIO_mem_contents(e->wbio, &data, &len))
+    return kh_err(err, KH_ERR_INTERNAL, "cannot read TLS output");
+  if (len > 0 && !kh_buf_append(out, data, len)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
+  BIO_reset(e->wbio);
+  return 1;
+}
+
+static int fail_step(kh_tls_engine *e, int ssl_err, kh_buf *out, kh_error *err) {
+  e->failed = 1;
+  char why[300];
+  if (e->reason[0] != '\0') {
+    snprintf(why, sizeof(why), "%s", e->reason);
+  } else {
+    unsigned long ec = ERR_peek_error();
+    if (ec != 0) {
+      ERR_error_string_n(ec, why, sizeof(why));
+    } else if (ssl_err == SSL_ERROR_ZERO_RETURN || ssl_err == SSL_ERROR_SYSCALL) {
+      snprintf(why, sizeof(why), "peer closed the connection during the handshake");
+    } else {
+      snprintf(why, sizeof(why), "TLS error %d", ssl_err);
+    }
+  }
+  ERR_clear_error();
+  kh_error ignored;
+  drain_output(e, out, &ignored); /* the alert for the peer, if any */
+  return kh_err(err, KH_ERR_HANDSHAKE, "TLS handshake failed: %s", why);
+}
+
+int kh_tls_engine_step(kh_tls_engine *e, const uint8_t *in, size_t in_len, size_t *out_consumed,
+                       kh_buf *out, kh_error *err) {
+  *out_consumed = 0;
+  if (e->failed) return kh_err(err, KH_ERR_FAILED_PRECONDITION, "TLS handshake already failed");
+  if (e->done) return 1;
+  if (in_len > 0 && BIO_write(e->rbio, in, (int)in_len) != (int)in_len)
+    return kh_err(err, KH_ERR_NOMEM, "cannot buffer peer bytes");
+  int r = SSL_do_handshake(e->ssl);
+  *out_consumed = in_len - BIO_ctrl_pending(e->rbio);
+  if (r == 1) {
+    e->done = 1;
+  } else {
+    int se = SSL_get_error(e->ssl, r);
+    if (se != SSL_ERROR_WANT_READ) return fail_step(e, se, out, err);
+  }
+  return drain_output(e, out, err);
+}
+
+int kh_tls_engine_done(const kh_tls_engine *e) { return e->done; }
+
+static void set_name(X509 *leaf, char *out, size_t len, int *is_spiffe) {
+  char *spiffe = NULL;
+  char *dns[KH_MAX_DNS_NAMES];
+  size_t ndns = 0;
+  kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
+  *is_spiffe = spiffe != NULL;
+  snprintf(out, len, "%s", spiffe ? spiffe : ndns ? dns[0] : "");
+  free(spiffe);
+  for (size_t i = 0; i < ndns; i++) free(dns[i]);
+}
+
+int kh_tls_engine_result(kh_tls_engine *e, kh_tls_result *out, kh_error *err) {
+  memset(out, 0, sizeof(*out));
+  if (!e->done) return kh_err(err, KH_ERR_FAILED_PRECONDITION, "handshake not complete");
+  const SSL_CIPHER *c = SSL_get_current_cipher(e->ssl);
+  int suite = c ? kh_suite_from_iana(SSL_CIPHER_get_protocol_id(c)) : -1;
+  if (suite < 0) return kh_err(err, KH_ERR_INTERNAL, "unknown negotiated ciphersuite");
+  out->tls_version = SSL_version(e->ssl);
+  out->suite = (kh_suite)suite;
+  if (!kh_ssl_traffic_secrets(e->ssl, out->in_secret, out->out_secret, KH_MAX_SECRET_LEN,
+                              &out->secret_len) ||
+      out->secret_len != kh_suite_secret_len(suite)) {
+    kh_wipe(out, sizeof(*out));
+    return kh_err(err, KH_ERR_INTERNAL, "cannot read traffic secrets");
+  }
+  out->in_sequence = SSL_get_read_sequence(e->ssl);
+  out->out_sequence = SSL_get_write_sequence(e->ssl);
+  STACK_OF(X509) *chain = SSL_get_peer_full_cert_chain(e->ssl);
+  X509 *peer = chain && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
+  if (peer != NULL) {
+    unsigned n = 0;
+    set_name(peer, out->peer_name, sizeof(out->peer_name), &out->peer_name_is_spiffe);
+    X509_digest(peer, EVP_sha256(), out->peer_fingerprint, &n);
+  }
+  const kh_identity *id = e->identity;
+  snprintf(out->local_name, sizeof(out->local_name), "%s", kh_identity_name(id));
+  out->local_name_is_spiffe = id->spiffe_id != NULL;
+  memcpy(out->local_fingerprint, id->leaf_fingerprint, KH_SHA256_LEN);
+  const uint8_t *alpn;
+  unsigned alpn_len;
+  SSL_get0_alpn_selected(e->ssl, &alpn, &alpn_len);
+  if (alpn_len > 0 && alpn_len < sizeof(out->alpn)) memcpy(out->alpn, alpn, alpn_len);
+  out->resumed = SSL_session_reused(e->ssl);
+  return 1;
+}
