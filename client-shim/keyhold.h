@@ -1,0 +1,122 @@
+/* keyhold.h: libkeyhold, the Keyhold client shim. The one public header.
+ *
+ * The application never loads a private key. It connects a TCP socket to its
+ * peer and hands the fd to libkeyhold, which asks the keyholdd sidecar (over
+ * a gRPC stream on a Unix socket, S2A v1) to run the TLS 1.3 handshake. The
+ * sidecar returns only the session's traffic secrets; libkeyhold then
+ * encrypts and decrypts records itself. The peer is any TLS 1.3 endpoint.
+ *
+ *   kh_error err;
+ *   kh_client *kc = kh_client_new("/run/keyhold/keyhold.sock", &err);
+ *   kh_handshake_opts o = KH_HANDSHAKE_OPTS_INIT;
+ *   o.server_name = "api.example.org";
+ *   kh_conn *c = kh_connect_fd(kc, fd, &o, &err);      // fd: connected TCP
+ *   kh_conn_write(c, "ping", 4, &err);
+ *   ssize_t n = kh_conn_read(c, buf, sizeof buf, &err); // 0: peer closed
+ *   kh_conn_close(c, &err);                            // close_notify
+ *   kh_conn_free(c); close(fd); kh_client_free(kc);
+ *
+ * Errors: every function that can fail takes a kh_error* (may be NULL) and
+ * returns 0/NULL/-1 with err->code (kh_error.h) and a one-line message that
+ * includes the sidecar's status details when the sidecar refused. Nothing
+ * from the peer or the sidecar makes libkeyhold abort.
+ *
+ * Threads: a kh_client may be shared by threads (concurrent handshakes); a
+ * kh_conn is used by one thread at a time.
+ *
+ * Secrets: traffic secrets and record keys live in locked memory and are
+ * wiped by kh_conn_free. */
+#ifndef KEYHOLD_H
+#define KEYHOLD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kh_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A connection to the sidecar (one gRPC channel). */
+typedef struct kh_client kh_client;
+
+/* kh_client_new prepares a channel to the sidecar's Unix socket. It does not
+ * connect yet: an unreachable sidecar is reported by the first handshake as
+ * KH_ERR_UNAVAILABLE. */
+kh_client *kh_client_new(const char *sidecar_socket_path, kh_error *err);
+void kh_client_free(kh_client *kc);
+
+#define KH_MAX_PEERS 16
+#define KH_MAX_PROTOCOLS 16
+
+typedef struct {
+  /* Local identity (SPIFFE ID or DNS name of one of the sidecar's
+   * identities); NULL: the sidecar's only identity. */
+  const char *local_identity;
+  /* Client: accept only a peer whose certificate carries one of these
+   * (spiffe://... URI SAN, or a DNS SAN). Empty: check server_name. */
+  const char *expect_peers[KH_MAX_PEERS];
+  size_t expect_peer_count;
+  /* ALPN protocols in preference order; none: no ALPN. */
+  const char *alpn[KH_MAX_PROTOCOLS];
+  size_t alpn_count;
+  /* Client: SNI and hostname (or IP) verification. */
+  const char *server_name;
+  /* Whole-handshake deadline in milliseconds; 0: 10 s. */
+  int timeout_ms;
+} kh_handshake_opts;
+
+#define KH_HANDSHAKE_OPTS_INIT {0}
+
+/* An established TLS 1.3 connection over a caller-owned fd. */
+typedef struct kh_conn kh_conn;
+
+/* kh_connect_fd runs an offloaded client handshake over |fd| (a connected
+ * stream socket, blocking). kh_accept_fd does the server side on an accepted
+ * fd. On failure the fd is left open for the caller to close. */
+kh_conn *kh_connect_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_error *err);
+kh_conn *kh_accept_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_error *err);
+
+/* kh_conn_read returns up to |len| plaintext bytes (blocking), 0 once the
+ * peer sent close_notify, -1 on error. A peer that closes the TCP connection
+ * without close_notify is an error (KH_ERR_IO: possible truncation). */
+ssize_t kh_conn_read(kh_conn *c, void *buf, size_t len, kh_error *err);
+
+/* kh_conn_write encrypts and sends all |len| bytes; returns 1/0. */
+int kh_conn_write(kh_conn *c, const void *buf, size_t len, kh_error *err);
+
+/* kh_conn_key_update sends a KeyUpdate and switches to new write keys;
+ * |request_peer| asks the peer to update its keys too. */
+int kh_conn_key_update(kh_conn *c, int request_peer, kh_error *err);
+
+/* kh_conn_close sends close_notify (idempotent). Reading may continue until
+ * the peer's close_notify. */
+int kh_conn_close(kh_conn *c, kh_error *err);
+
+/* kh_conn_free wipes all key material and frees |c|; it does not close the fd. */
+void kh_conn_free(kh_conn *c);
+
+/* kh_conn_pending is the number of decrypted bytes ready to read without
+ * touching the fd (for poll loops). */
+size_t kh_conn_pending(const kh_conn *c);
+
+typedef struct {
+  const char *version;       /* "TLSv1.3" */
+  const char *ciphersuite;   /* "TLS_AES_128_GCM_SHA256", ... */
+  const char *alpn;          /* negotiated protocol, "" if none */
+  const char *peer_identity; /* peer's SPIFFE ID, else first DNS SAN */
+  const char *local_identity;
+  uint64_t connection_id;
+  int resumed;
+} kh_conn_info;
+
+/* kh_conn_get_info fills |out| with pointers valid until kh_conn_free. */
+void kh_conn_get_info(const kh_conn *c, kh_conn_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEYHOLD_H */

@@ -1,1 +1,413 @@
-/* placeholder: being written */
+/* record.c: the shim's TLS 1.3 record layer (RFC 8446 section 5), sans-IO. */
+#include "record.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "kh_cursor.h"
+#include "kh_secret.h"
+#include "tls13_keys.h"
+
+#define KH_HS_KEY_UPDATE 24
+#define KH_HS_NEW_SESSION_TICKET 4
+#define KH_MAX_HS_MESSAGE (64u * 1024u)
+
+enum {
+  ALERT_CLOSE_NOTIFY = 0,
+  ALERT_UNEXPECTED_MESSAGE = 10,
+  ALERT_BAD_RECORD_MAC = 20,
+  ALERT_RECORD_OVERFLOW = 22,
+  ALERT_DECODE_ERROR = 50,
+  ALERT_ILLEGAL_PARAMETER = 47,
+  ALERT_INTERNAL_ERROR = 80,
+};
+
+typedef struct {
+  kh_aead aead;
+  uint8_t secret[KH_MAX_SECRET_LEN];
+  uint8_t iv[KH_AEAD_IV_LEN];
+  uint64_t seq;
+} direction;
+
+struct kh_record {
+  kh_suite suite;
+  size_t secret_len;
+  direction rd, wr;
+  kh_ticket_cb on_ticket;
+  void *ticket_arg;
+  kh_buf hs; /* handshake bytes of a message spanning records */
+  int failed;
+  int peer_closed;
+  int write_closed;
+};
+
+/* --- AEAD ---------------------------------------------------------------- */
+
+int kh_aead_init(kh_aead *a, kh_aead_alg alg, const uint8_t *key, size_t key_len, int encrypt,
+                 kh_error *err) {
+  const EVP_CIPHER *cipher = NULL;
+  if (alg == KH_AEAD_AES_GCM && key_len == 16) cipher = EVP_aes_128_gcm();
+  if (alg == KH_AEAD_AES_GCM && key_len == 32) cipher = EVP_aes_256_gcm();
+  if (alg == KH_AEAD_CHACHA20_POLY1305 && key_len == 32) cipher = EVP_chacha20_poly1305();
+  if (cipher == NULL) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "unsupported AEAD key size");
+  a->ctx = EVP_CIPHER_CTX_new();
+  a->encrypt = encrypt;
+  if (a->ctx == NULL || EVP_CipherInit_ex(a->ctx, cipher, NULL, NULL, NULL, encrypt) != 1 ||
+      EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_SET_IVLEN, KH_AEAD_IV_LEN, NULL) != 1 ||
+      EVP_CipherInit_ex(a->ctx, NULL, NULL, key, NULL, encrypt) != 1) {
+    kh_aead_cleanup(a);
+    return kh_err(err, KH_ERR_INTERNAL, "AEAD initialisation failed");
+  }
+  return 1;
+}
+
+void kh_aead_cleanup(kh_aead *a) {
+  EVP_CIPHER_CTX_free(a->ctx); /* clears key schedule */
+  a->ctx = NULL;
+}
+
+int kh_aead_seal(kh_aead *a, const uint8_t nonce[KH_AEAD_IV_LEN], const uint8_t *aad,
+                 size_t aad_len, const uint8_t *in, size_t len, uint8_t *out,
+                 uint8_t tag[KH_AEAD_TAG_LEN]) {
+  int n;
+  if (len > INT32_MAX || aad_len > INT32_MAX) return 0;
+  return EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, nonce, 1) == 1 &&
+         (aad_len == 0 || EVP_CipherUpdate(a->ctx, NULL, &n, aad, (int)aad_len) == 1) &&
+         (len == 0 || EVP_CipherUpdate(a->ctx, out, &n, in, (int)len) == 1) &&
+         EVP_CipherFinal_ex(a->ctx, out + len, &n) == 1 &&
+         EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_GET_TAG, KH_AEAD_TAG_LEN, tag) == 1;
+}
+
+int kh_aead_open(kh_aead *a, const uint8_t nonce[KH_AEAD_IV_LEN], const uint8_t *aad,
+                 size_t aad_len, const uint8_t *in, size_t len,
+                 const uint8_t tag[KH_AEAD_TAG_LEN], uint8_t *out) {
+  int n;
+  if (len > INT32_MAX || aad_len > INT32_MAX) return 0;
+  return EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, nonce, 0) == 1 &&
+         (aad_len == 0 || EVP_CipherUpdate(a->ctx, NULL, &n, aad, (int)aad_len) == 1) &&
+         (len == 0 || EVP_CipherUpdate(a->ctx, out, &n, in, (int)len) == 1) &&
+         EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_SET_TAG, KH_AEAD_TAG_LEN, (void *)tag) == 1 &&
+         EVP_CipherFinal_ex(a->ctx, out + len, &n) == 1;
+}
+
+/* --- keys ---------------------------------------------------------------- */
+
+static int direction_key(kh_record *r, direction *d, int encrypt, kh_error *err) {
+  uint8_t key[KH_AEAD_MAX_KEY];
+  size_t key_len;
+  kh_aead_cleanup(&d->aead);
+  int ok = kh_tls13_traffic_keys(r->suite, d->secret, r->secret_len, key, &key_len, d->iv, err) &&
+           kh_aead_init(&d->aead,
+                        r->suite == KH_SUITE_CHACHA20_POLY1305_SHA256 ? KH_AEAD_CHACHA20_POLY1305
+                                                                      : KH_AEAD_AES_GCM,
+                        key, key_len, encrypt, err);
+  kh_wipe(key, sizeof(key));
+  return ok;
+}
+
+static int direction_update(kh_record *r, direction *d, int encrypt, kh_error *err) {
+  if (!kh_tls13_update_secret(r->suite, d->secret, r->secret_len, err)) return 0;
+  d->seq = 0;
+  return direction_key(r, d, encrypt, err);
+}
+
+kh_record *kh_record_new(const kh_record_config *cfg, kh_error *err) {
+  if ((int)cfg->suite < 0 || (int)cfg->suite >= KH_SUITE_COUNT ||
+      cfg->secret_len != kh_suite_secret_len(cfg->suite)) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "secret length %zu does not fit %s", cfg->secret_len,
+           kh_suite_name(cfg->suite));
+    return NULL;
+  }
+  kh_record *r = kh_secret_alloc(sizeof(*r));
+  if (r == NULL) {
+    kh_err(err, KH_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  r->suite = cfg->suite;
+  r->secret_len = cfg->secret_len;
+  memcpy(r->rd.secret, cfg->read_secret, cfg->secret_len);
+  memcpy(r->wr.secret, cfg->write_secret, cfg->secret_len);
+  r->rd.seq = cfg->read_seq;
+  r->wr.seq = cfg->write_seq;
+  r->on_ticket = cfg->on_ticket;
+  r->ticket_arg = cfg->ticket_arg;
+  if (!direction_key(r, &r->rd, 0, err) || !direction_key(r, &r->wr, 1, err)) {
+    kh_record_free(r);
+    return NULL;
+  }
+  return r;
+}
+
+void kh_record_free(kh_record *r) {
+  if (r == NULL) return;
+  kh_aead_cleanup(&r->rd.aead);
+  kh_aead_cleanup(&r->wr.aead);
+  kh_buf_free(&r->hs);
+  kh_secret_free(r, sizeof(*r));
+}
+
+/* --- sealing ------------------------------------------------------------- */
+
+static void make_nonce(const direction *d, uint8_t nonce[KH_AEAD_IV_LEN]) {
+  memcpy(nonce, d->iv, KH_AEAD_IV_LEN);
+  for (int i = 0; i < 8; i++) nonce[KH_AEAD_IV_LEN - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));
+}
+
+/* seal_one appends one record carrying |len| <= 2^14 bytes of |type|. */
+static int seal_one(kh_record *r, uint8_t type, const uint8_t *data, size_t len, kh_buf *out,
+                    kh_error *err) {
+  if (r->wr.seq == UINT64_MAX)
+    return kh_err(err, KH_ERR_SEQ_OVERFLOW, "write sequence number exhausted: rekey or reconnect");
+  size_t inner = len + 1;
+  size_t total = KH_TLS_RECORD_HEADER + inner + KH_AEAD_TAG_LEN;
+  if (!kh_buf_reserve(out, total)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
+  uint8_t *hdr = out->data + out->len;
+  uint8_t *body = hdr + KH_TLS_RECORD_HEADER;
+  size_t clen = inner + KH_AEAD_TAG_LEN;
+  hdr[0] = KH_CT_APPLICATION_DATA;
+  hdr[1] = 0x03;
+  hdr[2] = 0x03;
+  hdr[3] = (uint8_t)(clen >> 8);
+  hdr[4] = (uint8_t)clen;
+  if (len) memcpy(body, data, len);
+  body[len] = type;
+  uint8_t nonce[KH_AEAD_IV_LEN];
+  make_nonce(&r->wr, nonce);
+  if (!kh_aead_seal(&r->wr.aead, nonce, hdr, KH_TLS_RECORD_HEADER, body, inner, body,
+                    body + inner))
+    return kh_err(err, KH_ERR_INTERNAL, "record encryption failed");
+  r->wr.seq++;
+  out->len += total;
+  return 1;
+}
+
+static int fail(kh_record *r, uint8_t alert, kh_buf *to_peer) {
+  if (!r->failed && !r->write_closed && to_peer != NULL && alert != 0xff) {
+    uint8_t msg[2] = {2, alert};
+    kh_error ignored;
+    seal_one(r, KH_CT_ALERT, msg, sizeof(msg), to_peer, &ignored);
+  }
+  r->failed = 1;
+  return 0;
+}
+
+int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size_t len,
+                   kh_buf *out, kh_error *err) {
+  if (r->failed) return kh_err(err, KH_ERR_FAILED_PRECONDITION, "connection failed earlier");
+  if (r->write_closed) return kh_err(err, KH_ERR_CLOSED, "connection closed for writing");
+  do {
+    size_t n = len > KH_TLS_MAX_PLAINTEXT ? KH_TLS_MAX_PLAINTEXT : len;
+    if (!seal_one(r, content_type, data, n, out, err)) return 0;
+    data += n;
+    len -= n;
+  } while (len > 0);
+  return 1;
+}
+
+int kh_record_key_update(kh_record *r, int request_peer, kh_buf *to_peer, kh_error *err) {
+  uint8_t msg[5] = {KH_HS_KEY_UPDATE, 0, 0, 1, request_peer ? 1 : 0};
+  if (!kh_record_seal(r, KH_CT_HANDSHAKE, msg, sizeof(msg), to_peer, err)) return 0;
+  if (!direction_update(r, &r->wr, 1, err)) return fail(r, 0xff, NULL);
+  return 1;
+}
+
+int kh_record_close(kh_record *r, kh_buf *to_peer, kh_error *err) {
+  if (r->write_closed) return 1;
+  uint8_t msg[2] = {1, ALERT_CLOSE_NOTIFY};
+  if (!kh_record_seal(r, KH_CT_ALERT, msg, sizeof(msg), to_peer, err)) return 0;
+  r->write_closed = 1;
+  return 1;
+}
+
+/* --- opening ------------------------------------------------------------- */
+
+static const char *alert_name(uint8_t d) {
+  switch (d) {
+    case 0: return "close_notify";
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 22: return "record_overflow";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 43: return "unsupported_certificate";
+    case 44: return "certificate_revoked";
+    case 45: return "certificate_expired";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 49: return "access_denied";
+    case 50: return "decode_error";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 80: return "internal_error";
+    case 90: return "user_canceled";
+    case 109: return "missing_extension";
+    case 116: return "certificate_required";
+    case 120: return "no_application_protocol";
+    default: return "unknown alert";
+  }
+}
+
+/* handle_handshake processes the complete messages in r->hs. |record_end|
+ * says whether the current record ended with them (a KeyUpdate must end its
+ * record: keys change at a record boundary). */
+static int handle_handshake(kh_record *r, kh_buf *to_peer, kh_error *err) {
+  kh_cursor c;
+  kh_cursor_init(&c, r->hs.data, r->hs.len);
+  size_t used = 0;
+  for (;;) {
+    uint8_t type;
+    kh_cursor body;
+    kh_cursor save = c;
+    if (!kh_cursor_u8(&c, &type) || !kh_cursor_u24_prefixed(&c, &body)) {
+      c = save;
+      break; /* incomplete: wait for the next record */
+    }
+    size_t msg_len = kh_cursor_left(&save) - kh_cursor_left(&c);
+    if (type == KH_HS_NEW_SESSION_TICKET) {
+      if (r->on_ticket) r->on_ticket(r->ticket_arg, save.data, msg_len);
+    } else if (type == KH_HS_KEY_UPDATE) {
+      uint8_t req;
+      if (kh_cursor_left(&body) != 1 || !kh_cursor_u8(&body, &req) || req > 1) {
+        kh_err(err, KH_ERR_PROTOCOL, "malformed KeyUpdate");
+        return fail(r, req > 1 ? ALERT_ILLEGAL_PARAMETER : ALERT_DECODE_ERROR, to_peer);
+      }
+      if (kh_cursor_left(&c) != 0) {
+        kh_err(err, KH_ERR_PROTOCOL, "KeyUpdate not at the end of its record");
+        return fail(r, ALERT_UNEXPECTED_MESSAGE, to_peer);
+      }
+      if (!direction_update(r, &r->rd, 0, err)) return fail(r, ALERT_INTERNAL_ERROR, to_peer);
+      if (req == 1 && !r->write_closed && !kh_record_key_update(r, 0, to_peer, err)) return 0;
+    } else {
+      kh_err(err, KH_ERR_PROTOCOL, "unexpected post-handshake message type %u", type);
+      return fail(r, ALERT_UNEXPECTED_MESSAGE, to_peer);
+    }
+    used += msg_len;
+  }
+  kh_buf_consume(&r->hs, used);
+  if (r->hs.len > KH_MAX_HS_MESSAGE) {
+    kh_err(err, KH_ERR_PROTOCOL, "post-handshake message larger than %u bytes", KH_MAX_HS_MESSAGE);
+    return fail(r, ALERT_UNEXPECTED_MESSAGE, to_peer);
+  }
+  return 1;
+}
+
+/* open_one decrypts one record body into |app_out| and dispatches it. */
+static int open_one(kh_record *r, const uint8_t hdr[KH_TLS_RECORD_HEADER], kh_cursor *body,
+                    kh_buf *app_out, kh_buf *to_peer, kh_error *err) {
+  size_t clen = kh_cursor_left(body);
+  if (clen < 1 + KH_AEAD_TAG_LEN) {
+    kh_err(err, KH_ERR_DECRYPT, "record too short to be protected");
+    return fail(r, ALERT_BAD_RECORD_MAC, to_peer);
+  }
+  if (r->rd.seq == UINT64_MAX) {
+    kh_err(err, KH_ERR_SEQ_OVERFLOW, "read sequence number exhausted");
+    return fail(r, ALERT_INTERNAL_ERROR, to_peer);
+  }
+  size_t plen = clen - KH_AEAD_TAG_LEN;
+  if (!kh_buf_reserve(app_out, plen)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
+  uint8_t *pt = app_out->data + app_out->len;
+  uint8_t nonce[KH_AEAD_IV_LEN];
+  make_nonce(&r->rd, nonce);
+  if (!kh_aead_open(&r->rd.aead, nonce, hdr, KH_TLS_RECORD_HEADER, body->data, plen,
+                    body->data + plen, pt)) {
+    kh_wipe(pt, plen);
+    kh_err(err, KH_ERR_DECRYPT, "record authentication failed (bad_record_mac)");
+    return fail(r, ALERT_BAD_RECORD_MAC, to_peer);
+  }
+  r->rd.seq++;
+  /* Inner plaintext: content || type || zeros. */
+  size_t n = plen;
+  while (n > 0 && pt[n - 1] == 0) n--;
+  if (n == 0) {
+    kh_err(err, KH_ERR_PROTOCOL, "record has no content type");
+    return fail(r, ALERT_UNEXPECTED_MESSAGE, to_peer);
+  }
+  uint8_t type = pt[--n];
+  if (n > KH_TLS_MAX_PLAINTEXT) {
+    kh_err(err, KH_ERR_RECORD_OVERFLOW, "record plaintext of %zu bytes exceeds 2^14", n);
+    return fail(r, ALERT_RECORD_OVERFLOW, to_peer);
+  }
+  if (type != KH_CT_HANDSHAKE && r->hs.len > 0) {
+    kh_err(err, KH_ERR_PROTOCOL, "record interleaved with a fragmented handshake message");
+    return fail(r, ALERT_UNEXPECTED_MESSAGE, to_peer);
+  }
+  switch (type) {
+    case KH_CT_APPLICATION_DATA:
+      app_out->len += n;
+      return 1;
+    case KH_CT_HANDSHAKE: {
+      int ok = n > 0 && kh_buf_append(&r->hs, pt, n);
+      kh_wipe(pt, plen);
+      if (!ok) {
+        kh_err(err, KH_ERR_PROTOCOL, "empty or oversized handshake record");
+        return fail(r, ALERT_UNEXPECTED_MESSAGE, to_peer);
+      }
+      return handle_handshake(r, to_peer, err);
+    }
+    case KH_CT_ALERT: {
+      uint8_t level = pt[0], desc = n == 2 ? pt[1] : 0;
+      kh_wipe(pt, plen);
+      if (n != 2) {
+        kh_err(err, KH_ERR_PROTOCOL, "malformed alert");
+        return fail(r, ALERT_DECODE_ERROR, to_peer);
+      }
+      if (desc == ALERT_CLOSE_NOTIFY) {
+        r->peer_closed = 1;
+        return 1;
+      }
+      (void)level; /* TLS 1.3: every alert but close_notify and user_canceled is fatal */
+      r->failed = 1;
+      return kh_err(err, KH_ERR_PEER_ALERT, "peer sent alert %s (%u)", alert_name(desc), desc);
+    }
+    default:
+      kh_wipe(pt, plen);
+      kh_err(err, KH_ERR_PROTOCOL, "unexpected inner content type %u", type);
+      return fail(r, ALERT_UNEXPECTED_MESSAGE, to_peer);
+  }
+}
+
+int kh_record_open(kh_record *r, const uint8_t *in, size_t in_len, size_t *consumed,
+                   kh_buf *app_out, kh_buf *to_peer, kh_error *err) {
+  *consumed = 0;
+  if (r->failed) return kh_err(err, KH_ERR_FAILED_PRECONDITION, "connection failed earlier");
+  kh_cursor c;
+  kh_cursor_init(&c, in, in_len);
+  while (!r->peer_closed) {
+    kh_cursor rec = c, body;
+    uint8_t type;
+    uint16_t version;
+    if (!kh_cursor_u8(&rec, &type) || !kh_cursor_u16(&rec, &version)) break;
+    kh_cursor lenc = rec;
+    uint16_t len;
+    if (!kh_cursor_u16(&lenc, &len)) break;
+    if (len > KH_TLS_MAX_CIPHERTEXT) {
+      kh_err(err, KH_ERR_RECORD_OVERFLOW, "record of %u bytes exceeds 2^14+256", len);
+      return fail(r, ALERT_RECORD_OVERFLOW, to_peer);
+    }
+    if (!kh_cursor_u16_prefixed(&rec, &body)) break; /* need more bytes */
+    if (type == KH_CT_CHANGE_CIPHER_SPEC) {
+      /* RFC 8446 5: only allowed before the peer's Finished; we are past it. */
+      kh_err(err, KH_ERR_PROTOCOL, "ChangeCipherSpec after the handshake");
+      return fail(r, ALERT_UNEXPECTED_MESSAGE, to_peer);
+    }
+    if (type != KH_CT_APPLICATION_DATA) {
+      kh_err(err, KH_ERR_PROTOCOL, "unprotected record of type %u after the handshake", type);
+      return fail(r, ALERT_UNEXPECTED_MESSAGE, to_peer);
+    }
+    if (!open_one(r, c.data, &body, app_out, to_peer, err)) {
+      *consumed = in_len - kh_cursor_left(&c);
+      return 0;
+    }
+    c = rec;
+    *consumed = in_len - kh_cursor_left(&c);
+  }
+  if (r->peer_closed) *consumed = in_len; /* nothing after close_notify counts */
+  return 1;
+}
+
+int kh_record_peer_closed(const kh_record *r) { return r->peer_closed; }
+uint64_t kh_record_read_seq(const kh_record *r) { return r->rd.seq; }
+uint64_t kh_record_write_seq(const kh_record *r) { return r->wr.seq; }

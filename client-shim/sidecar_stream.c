@@ -1,1 +1,232 @@
-/* placeholder: being written */
+/* sidecar_stream.c: blocking bidi-stream helper over the gRPC C core. */
+#include "sidecar_stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "kh_secret.h"
+
+struct kh_channel {
+  grpc_channel *channel;
+  char path[256];
+};
+
+struct kh_stream {
+  kh_channel *ch;
+  grpc_completion_queue *cq;
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array initial_md;
+  grpc_metadata_array trailing_md;
+  int got_initial_md;
+  int finished; /* status received */
+  grpc_status_code status;
+  grpc_slice status_details;
+};
+
+kh_channel *kh_channel_new(const char *socket_path, kh_error *err) {
+  kh_channel *ch = calloc(1, sizeof(*ch));
+  if (ch == NULL) {
+    kh_err(err, KH_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  if (strlen(socket_path) >= sizeof(ch->path) - 6) {
+    free(ch);
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "sidecar socket path too long");
+    return NULL;
+  }
+  snprintf(ch->path, sizeof(ch->path), "%s", socket_path);
+  char target[300];
+  snprintf(target, sizeof(target), "unix:%s", socket_path);
+  grpc_init();
+  /* Keep the reconnect backoff short: after a sidecar restart, new
+   * handshakes should find it again within a second. */
+  grpc_arg args[2];
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+  args[0].value.integer = 1000;
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+  args[1].value.integer = 100;
+  grpc_channel_args chargs = {2, args};
+  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  ch->channel = grpc_channel_create(target, creds, &chargs);
+  grpc_channel_credentials_release(creds);
+  if (ch->channel == NULL) {
+    grpc_shutdown();
+    free(ch);
+    kh_err(err, KH_ERR_INTERNAL, "cannot create gRPC channel to %s", target);
+    return NULL;
+  }
+  return ch;
+}
+
+void kh_channel_free(kh_channel *ch) {
+  if (ch == NULL) return;
+  grpc_channel_destroy(ch->channel);
+  free(ch);
+  grpc_shutdown();
+}
+
+/* run_batch starts |ops| and waits for them (bounded by the deadline, plus a
+ * grace period after a cancel so completion is always collected). */
+static int run_batch(kh_stream *s, const grpc_op *ops, size_t n, kh_error *err) {
+  grpc_call_error e = grpc_call_start_batch(s->call, ops, n, s, NULL);
+  if (e != GRPC_CALL_OK) return kh_err(err, KH_ERR_INTERNAL, "gRPC start_batch failed (%d)", e);
+  grpc_event ev = grpc_completion_queue_pluck(s->cq, s, s->deadline, NULL);
+  if (ev.type == GRPC_QUEUE_TIMEOUT) {
+    grpc_call_cancel_with_status(s->call, GRPC_STATUS_DEADLINE_EXCEEDED, "handshake deadline",
+                                 NULL);
+    ev = grpc_completion_queue_pluck(s->cq, s, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    return kh_err(err, KH_ERR_DEADLINE_EXCEEDED, "sidecar did not answer before the deadline");
+  }
+  return ev.success ? 1 : 2; /* 2: the op failed (stream ended) */
+}
+
+kh_stream *kh_stream_open(kh_channel *ch, const char *method, int timeout_ms, kh_error *err) {
+  kh_stream *s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    kh_err(err, KH_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  s->ch = ch;
+  s->cq = grpc_completion_queue_create_for_pluck(NULL);
+  s->deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                             gpr_time_from_millis(timeout_ms > 0 ? timeout_ms : 10000, GPR_TIMESPAN));
+  grpc_metadata_array_init(&s->initial_md);
+  grpc_metadata_array_init(&s->trailing_md);
+  s->status_details = grpc_empty_slice();
+  grpc_slice m = grpc_slice_from_static_string(method);
+  s->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, m, NULL,
+                                     s->deadline, NULL);
+  if (s->call == NULL) {
+    kh_err(err, KH_ERR_INTERNAL, "cannot create gRPC call");
+    kh_stream_close(s, 0);
+    return NULL;
+  }
+  grpc_op op;
+  memset(&op, 0, sizeof(op));
+  op.op = GRPC_OP_SEND_INITIAL_METADATA;
+  int r = run_batch(s, &op, 1, err);
+  if (r != 1) {
+    if (r == 2) kh_err(err, KH_ERR_UNAVAILABLE, "sidecar unavailable at %s", ch->path);
+    kh_stream_close(s, 1);
+    return NULL;
+  }
+  return s;
+}
+
+/* status_error turns the call's final status into |err|. */
+static int status_error(kh_stream *s, kh_error *err) {
+  if (!s->finished) {
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.trailing_metadata = &s->trailing_md;
+    op.data.recv_status_on_client.status = &s->status;
+    op.data.recv_status_on_client.status_details = &s->status_details;
+    if (run_batch(s, &op, 1, err) == 0) return 0;
+    s->finished = 1;
+  }
+  char *details = grpc_slice_to_c_string(s->status_details);
+  if (s->status == GRPC_STATUS_UNAVAILABLE) {
+    kh_err(err, KH_ERR_UNAVAILABLE, "sidecar unavailable at %s: %s", s->ch->path, details);
+  } else if (s->status == GRPC_STATUS_OK) {
+    kh_err(err, KH_ERR_INTERNAL, "sidecar ended the stream without a result");
+  } else {
+    kh_err(err, (kh_code)s->status, "sidecar: %s", details);
+  }
+  gpr_free(details);
+  return 0;
+}
+
+int kh_stream_send(kh_stream *s, const uint8_t *msg, size_t len, kh_error *err) {
+  grpc_slice slice = grpc_slice_from_copied_buffer((const char *)msg, len);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  grpc_op op;
+  memset(&op, 0, sizeof(op));
+  op.op = GRPC_OP_SEND_MESSAGE;
+  op.data.send_message.send_message = bb;
+  int r = run_batch(s, &op, 1, err);
+  grpc_byte_buffer_destroy(bb);
+  if (r == 2) return status_error(s, err);
+  return r;
+}
+
+int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err) {
+  grpc_op ops[2];
+  size_t n = 0;
+  grpc_byte_buffer *bb = NULL;
+  memset(ops, 0, sizeof(ops));
+  if (!s->got_initial_md) {
+    ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[n].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
+    n++;
+    s->got_initial_md = 1;
+  }
+  ops[n].op = GRPC_OP_RECV_MESSAGE;
+  ops[n].data.recv_message.recv_message = &bb;
+  n++;
+  int r = run_batch(s, ops, n, err);
+  if (r == 0) return 0;
+  if (bb == NULL) return status_error(s, err);
+  kh_buf_reset(out);
+  grpc_byte_buffer_reader reader;
+  int ok = grpc_byte_buffer_reader_init(&reader, bb);
+  grpc_slice slice;
+  while (ok && grpc_byte_buffer_reader_next(&reader, &slice)) {
+    ok = kh_buf_append(out, GRPC_SLICE_START_PTR(slice), GRPC_SLICE_LENGTH(slice));
+    /* Responses carry traffic secrets: wipe gRPC's copy too. */
+    kh_wipe(GRPC_SLICE_START_PTR(slice), GRPC_SLICE_LENGTH(slice));
+    grpc_slice_unref(slice);
+  }
+  grpc_byte_buffer_reader_destroy(&reader);
+  grpc_byte_buffer_destroy(bb);
+  if (!ok) return kh_err(err, KH_ERR_NOMEM, "out of memory");
+  return 1;
+}
+
+void kh_stream_close(kh_stream *s, int cancel) {
+  if (s == NULL) return;
+  if (s->call != NULL) {
+    kh_error ignored;
+    if (cancel) grpc_call_cancel(s->call, NULL);
+    if (!s->finished) {
+      grpc_op ops[2];
+      memset(ops, 0, sizeof(ops));
+      ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+      ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+      ops[1].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
+      ops[1].data.recv_status_on_client.status = &s->status;
+      ops[1].data.recv_status_on_client.status_details = &s->status_details;
+      if (grpc_call_start_batch(s->call, cancel ? &ops[1] : ops, cancel ? 1 : 2, s, NULL) ==
+          GRPC_CALL_OK) {
+        grpc_event ev = grpc_completion_queue_pluck(s->cq, s, s->deadline, NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT) {
+          grpc_call_cancel(s->call, NULL);
+          grpc_completion_queue_pluck(s->cq, s, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        }
+      }
+      (void)ignored;
+    }
+    grpc_call_unref(s->call);
+  }
+  grpc_metadata_array_destroy(&s->initial_md);
+  grpc_metadata_array_destroy(&s->trailing_md);
+  grpc_slice_unref(s->status_details);
+  grpc_completion_queue_shutdown(s->cq);
+  while (grpc_completion_queue_pluck(s->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(s->cq);
+  free(s);
+}

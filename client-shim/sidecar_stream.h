@@ -1,0 +1,29 @@
+/* sidecar_stream.h: one bidirectional gRPC stream to keyholdd (gRPC C core,
+ * `grpc` library, insecure credentials on a Unix socket). Blocking calls on a
+ * private pluck completion queue, all bounded by the stream's deadline. */
+#ifndef KH_SIDECAR_STREAM_H
+#define KH_SIDECAR_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kh_buf.h"
+#include "kh_error.h"
+
+typedef struct kh_channel kh_channel;
+typedef struct kh_stream kh_stream;
+
+kh_channel *kh_channel_new(const char *socket_path, kh_error *err);
+void kh_channel_free(kh_channel *ch);
+
+/* kh_stream_open starts a call to |method| that must end within |timeout_ms|. */
+kh_stream *kh_stream_open(kh_channel *ch, const char *method, int timeout_ms, kh_error *err);
+int kh_stream_send(kh_stream *s, const uint8_t *msg, size_t len, kh_error *err);
+/* kh_stream_recv reads the next message into |out| (replacing its contents).
+ * If the sidecar ended the stream instead, it fails with the call's status. */
+int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err);
+/* kh_stream_close half-closes, collects the status and frees (cancels the
+ * call first if |cancel|). */
+void kh_stream_close(kh_stream *s, int cancel);
+
+#endif /* KH_SIDECAR_STREAM_H */
