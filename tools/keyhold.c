@@ -1,1 +1,339 @@
-int main(void) { return 0; }
+/* keyhold: command-line client of libkeyhold.
+ *   keyhold connect ...   offloaded mTLS client, like `openssl s_client -quiet`
+ *   keyhold serve ...     offloaded mTLS server (optionally echoing)
+ *   keyhold init DIR      development CA and two identities */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "keyhold.h"
+#include "pki.h"
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...) {
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "keyhold: %s\n", line);
+  exit(1);
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage:\n"
+          "  keyhold connect --sidecar PATH [--identity ID] [--expect-peer ID]... [--alpn P]...\n"
+          "                  [--servername NAME] [--key-update] [--timeout MS] HOST:PORT\n"
+          "  keyhold serve   --sidecar PATH [--identity ID] [--expect-peer ID]... [--alpn P]...\n"
+          "                  --listen HOST:PORT [--echo] [--once]\n"
+          "  keyhold init DIR\n"
+          "--sidecar defaults to $KEYHOLD_SIDECAR.\n");
+}
+
+typedef struct {
+  const char *sidecar;
+  const char *listen;
+  const char *target;
+  int echo, once, key_update;
+  kh_handshake_opts hs;
+} options;
+
+static int parse(int argc, char **argv, options *o) {
+  static const struct option opts[] = {
+      {"sidecar", required_argument, NULL, 's'},     {"identity", required_argument, NULL, 'i'},
+      {"expect-peer", required_argument, NULL, 'p'}, {"alpn", required_argument, NULL, 'a'},
+      {"servername", required_argument, NULL, 'n'},  {"listen", required_argument, NULL, 'l'},
+      {"echo", no_argument, NULL, 'e'},              {"once", no_argument, NULL, 'o'},
+      {"key-update", no_argument, NULL, 'k'},        {"timeout", required_argument, NULL, 't'},
+      {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
+  };
+  memset(o, 0, sizeof(*o));
+  o->sidecar = getenv("KEYHOLD_SIDECAR");
+  int c;
+  optind = 2;
+  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    switch (c) {
+      case 's': o->sidecar = optarg; break;
+      case 'i': o->hs.local_identity = optarg; break;
+      case 'p':
+        if (o->hs.expect_peer_count == KH_MAX_PEERS) die("too many --expect-peer (max %s)", "16");
+        o->hs.expect_peers[o->hs.expect_peer_count++] = optarg;
+        break;
+      case 'a':
+        if (o->hs.alpn_count == KH_MAX_PROTOCOLS) die("too many --alpn (max %s)", "16");
+        o->hs.alpn[o->hs.alpn_count++] = optarg;
+        break;
+      case 'n': o->hs.server_name = optarg; break;
+      case 'l': o->listen = optarg; break;
+      case 'e': o->echo = 1; break;
+      case 'o': o->once = 1; break;
+      case 'k': o->key_update = 1; break;
+      case 't': o->hs.timeout_ms = atoi(optarg); break;
+      case 'h': usage(); exit(0);
+      default: usage(); return 0;
+    }
+  }
+  if (optind < argc) o->target = argv[optind++];
+  if (optind != argc) {
+    usage();
+    return 0;
+  }
+  if (o->sidecar == NULL) die("%s", "no sidecar socket: use --sidecar PATH or KEYHOLD_SIDECAR");
+  return 1;
+}
+
+/* split_hostport splits "host:port" or "[v6]:port" in place. */
+static int split_hostport(char *s, char **host, char **port) {
+  char *colon = strrchr(s, ':');
+  if (colon == NULL) return 0;
+  *colon = '\0';
+  *port = colon + 1;
+  *host = s;
+  if (s[0] == '[' && colon > s && colon[-1] == ']') {
+    colon[-1] = '\0';
+    *host = s + 1;
+  }
+  return **port != '\0';
+}
+
+static void print_info(const char *what, const kh_conn *c) {
+  kh_conn_info info;
+  kh_conn_get_info(c, &info);
+  fprintf(stderr, "keyhold: %s %s %s alpn=%s peer=%s local=%s%s\n", what, info.version,
+          info.ciphersuite, info.alpn[0] ? info.alpn : "-",
+          info.peer_identity[0] ? info.peer_identity : "-", info.local_identity,
+          info.resumed ? " resumed" : "");
+}
+
+/* --- connect ------------------------------------------------------------- */
+
+static int tcp_connect(const char *host, const char *port, char *err, size_t err_len) {
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+  int r = getaddrinfo(host, port, &hints, &res);
+  if (r != 0) {
+    snprintf(err, err_len, "cannot resolve %s: %s", host, gai_strerror(r));
+    return -1;
+  }
+  int fd = -1;
+  for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      snprintf(err, err_len, "cannot connect to %s:%s: %s", host, port, strerror(errno));
+      close(fd);
+      fd = -1;
+    }
+  }
+  freeaddrinfo(res);
+  return fd;
+}
+
+/* pump copies stdin to the peer and the peer to stdout until both end. */
+static int pump(kh_conn *c, int fd) {
+  kh_error err;
+  char buf[16384];
+  int stdin_open = 1;
+  for (;;) {
+    if (kh_conn_pending(c) == 0) {
+      struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
+      if (poll(p, stdin_open ? 2 : 1, -1) < 0) {
+        if (errno == EINTR) continue;
+        die("poll: %s", strerror(errno));
+      }
+      if (stdin_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t n = read(0, buf, sizeof(buf));
+        if (n > 0) {
+          if (!kh_conn_write(c, buf, (size_t)n, &err)) die("%s", err.msg);
+        } else {
+          stdin_open = 0;
+          if (!kh_conn_close(c, &err)) die("%s", err.msg);
+        }
+      }
+      if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    }
+    ssize_t n = kh_conn_read(c, buf, sizeof(buf), &err);
+    if (n < 0) die("%s", err.msg);
+    if (n == 0) { /* peer's close_notify */
+      if (stdin_open) kh_conn_close(c, &err);
+      return 0;
+    }
+    if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n) die("%s", "stdout write failed");
+    fflush(stdout);
+  }
+}
+
+static int cmd_connect(options *o) {
+  if (o->target == NULL) die("%s", "connect needs HOST:PORT");
+  char *target = strdup(o->target), *host, *port;
+  if (!split_hostport(target, &host, &port)) die("bad address '%s' (want HOST:PORT)", o->target);
+  if (o->hs.server_name == NULL) o->hs.server_name = host; /* DNS name or IP literal SAN */
+  kh_error err;
+  kh_client *kc = kh_client_new(o->sidecar, &err);
+  if (kc == NULL) die("%s", err.msg);
+  char msg[512];
+  int fd = tcp_connect(host, port, msg, sizeof(msg));
+  if (fd < 0) die("%s", msg);
+  kh_conn *c = kh_connect_fd(kc, fd, &o->hs, &err);
+  if (c == NULL) die("%s", err.msg);
+  print_info("connected", c);
+  if (o->key_update && !kh_conn_key_update(c, 1, &err)) die("%s", err.msg);
+  int rc = pump(c, fd);
+  kh_conn_free(c);
+  close(fd);
+  kh_client_free(kc);
+  free(target);
+  return rc;
+}
+
+/* --- serve --------------------------------------------------------------- */
+
+typedef struct {
+  kh_client *kc;
+  options *o;
+  int fd;
+  char addr[64];
+} client_job;
+
+static int serve_one(client_job *j) {
+  kh_error err;
+  kh_conn *c = kh_accept_fd(j->kc, j->fd, &j->o->hs, &err);
+  if (c == NULL) {
+    fprintf(stderr, "keyhold: client %s failed: %s\n", j->addr, err.msg);
+    return 1;
+  }
+  char what[100];
+  snprintf(what, sizeof(what), "accepted %s", j->addr);
+  print_info(what, c);
+  int rc = 0;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = kh_conn_read(c, buf, sizeof(buf), &err);
+    if (n == 0) break;
+    if (n < 0) {
+      fprintf(stderr, "keyhold: client %s failed: %s\n", j->addr, err.msg);
+      rc = 1;
+      break;
+    }
+    if (j->o->echo && !kh_conn_write(c, buf, (size_t)n, &err)) {
+      fprintf(stderr, "keyhold: client %s failed: %s\n", j->addr, err.msg);
+      rc = 1;
+      break;
+    }
+    if (!j->o->echo) fwrite(buf, 1, (size_t)n, stdout), fflush(stdout);
+  }
+  if (rc == 0) {
+    kh_conn_close(c, &err);
+    fprintf(stderr, "keyhold: client %s closed\n", j->addr);
+  }
+  kh_conn_free(c);
+  return rc;
+}
+
+static void *serve_thread(void *arg) {
+  client_job *j = arg;
+  serve_one(j);
+  close(j->fd);
+  free(j);
+  return NULL;
+}
+
+static int cmd_serve(options *o) {
+  if (o->listen == NULL || o->target != NULL) die("%s", "serve needs --listen HOST:PORT");
+  char *addr = strdup(o->listen), *host, *port;
+  if (!split_hostport(addr, &host, &port)) die("bad address '%s' (want HOST:PORT)", o->listen);
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+  if (getaddrinfo(host, port, &hints, &res) != 0) die("cannot resolve %s", host);
+  int ls = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (ls < 0 || bind(ls, res->ai_addr, res->ai_addrlen) != 0 || listen(ls, 128) != 0)
+    die("cannot listen: %s", strerror(errno));
+  freeaddrinfo(res);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  getsockname(ls, (struct sockaddr *)&ss, &sl);
+  int actual = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+  kh_error err;
+  kh_client *kc = kh_client_new(o->sidecar, &err);
+  if (kc == NULL) die("%s", err.msg);
+  fprintf(stderr, "keyhold: listening on %s:%d\n", host, actual);
+  fflush(stderr);
+  for (;;) {
+    struct sockaddr_storage peer;
+    socklen_t pl = sizeof(peer);
+    int fd = accept4(ls, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      die("accept: %s", strerror(errno));
+    }
+    client_job *j = calloc(1, sizeof(*j));
+    j->kc = kc;
+    j->o = o;
+    j->fd = fd;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int pport = 0;
+    if (peer.ss_family == AF_INET) {
+      inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, ip, sizeof(ip));
+      pport = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+    } else if (peer.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, ip, sizeof(ip));
+      pport = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
+    }
+    snprintf(j->addr, sizeof(j->addr), "%s:%d", ip, pport);
+    if (o->once) {
+      int rc = serve_one(j);
+      close(fd);
+      free(j);
+      kh_client_free(kc);
+      close(ls);
+      free(addr);
+      return rc;
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, serve_thread, j) != 0) {
+      fprintf(stderr, "keyhold: cannot start a thread for %s\n", j->addr);
+      close(fd);
+      free(j);
+      continue;
+    }
+    pthread_detach(t);
+  }
+}
+
+int main(int argc, char **argv) {
+  signal(SIGPIPE, SIG_IGN);
+  if (argc < 2) {
+    usage();
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "init") == 0) {
+    if (argc != 3) {
+      usage();
+      return 2;
+    }
+    char msg[512];
+    if (!kh_pki_init(argv[2], msg, sizeof(msg))) die("init: %s", msg);
+    fprintf(stderr, "keyhold: development CA and identities written to %s\n", argv[2]);
+    return 0;
+  }
+  options o;
+  if (strcmp(cmd, "connect") == 0) return parse(argc, argv, &o) ? cmd_connect(&o) : 2;
+  if (strcmp(cmd, "serve") == 0) return parse(argc, argv, &o) ? cmd_serve(&o) : 2;
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    usage();
+    return 0;
+  }
+  usage();
+  return 2;
+}
