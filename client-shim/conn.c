@@ -68,6 +68,11 @@ static int write_all(int fd, const uint8_t *p, size_t len, kh_error *err) {
   while (len > 0) {
     ssize_t n = write(fd, p, len);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) { /* non-blocking fd */
+      struct pollfd pw = {.fd = fd, .events = POLLOUT};
+      poll(&pw, 1, 1000);
+      continue;
+    }
     if (n < 0) return kh_err(err, KH_ERR_IO, "write to peer failed: %s", strerror(errno));
     p += n;
     len -= (size_t)n;
@@ -245,6 +250,8 @@ ssize_t kh_conn_read(kh_conn *c, void *buf, size_t len, kh_error *err) {
     }
     ssize_t n = read(c->fd, chunk, sizeof(chunk));
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return kh_err(err, KH_ERR_WANT_READ, "no complete record yet"), -1;
     if (n < 0) return kh_err(err, KH_ERR_IO, "read from peer failed: %s", strerror(errno)), -1;
     if (n == 0) {
       c->fatal = 1;

@@ -79,9 +79,12 @@ typedef struct kh_conn kh_conn;
 kh_conn *kh_connect_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_error *err);
 kh_conn *kh_accept_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_error *err);
 
-/* kh_conn_read returns up to |len| plaintext bytes (blocking), 0 once the
- * peer sent close_notify, -1 on error. A peer that closes the TCP connection
- * without close_notify is an error (KH_ERR_IO: possible truncation). */
+/* kh_conn_read returns up to |len| plaintext bytes, 0 once the peer sent
+ * close_notify, -1 on error. A peer that closes the TCP connection without
+ * close_notify is an error (KH_ERR_IO: possible truncation). On a blocking fd
+ * it waits for application data; on a non-blocking fd it fails with
+ * KH_ERR_WANT_READ when the records that arrived carried none (tickets,
+ * KeyUpdates): poll the fd and call again. */
 ssize_t kh_conn_read(kh_conn *c, void *buf, size_t len, kh_error *err);
 
 /* kh_conn_write encrypts and sends all |len| bytes; returns 1/0. */

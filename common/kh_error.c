@@ -29,6 +29,7 @@ const char *kh_code_name(kh_code code) {
     case KH_ERR_IO: return "IO";
     case KH_ERR_SEQ_OVERFLOW: return "SEQ_OVERFLOW";
     case KH_ERR_NOMEM: return "NOMEM";
+    case KH_ERR_WANT_READ: return "WANT_READ";
   }
   return "UNKNOWN";
 }

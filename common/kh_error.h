@@ -41,6 +41,7 @@ typedef enum {
   KH_ERR_IO = 106,         /* socket error or unexpected EOF */
   KH_ERR_SEQ_OVERFLOW = 107,
   KH_ERR_NOMEM = 108,
+  KH_ERR_WANT_READ = 109,  /* non-blocking fd: no complete record yet, poll and retry */
 } kh_code;
 
 #define KH_ERROR_MSG_MAX 256

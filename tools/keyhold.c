@@ -4,6 +4,7 @@
  *   keyhold init DIR      development CA and two identities */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <poll.h>
@@ -161,6 +162,7 @@ static int pump(kh_conn *c, int fd) {
       if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
     }
     ssize_t n = kh_conn_read(c, buf, sizeof(buf), &err);
+    if (n < 0 && err.code == KH_ERR_WANT_READ) continue;
     if (n < 0) die("%s", err.msg);
     if (n == 0) { /* peer's close_notify */
       if (stdin_open) kh_conn_close(c, &err);
@@ -185,6 +187,9 @@ static int cmd_connect(options *o) {
   kh_conn *c = kh_connect_fd(kc, fd, &o->hs, &err);
   if (c == NULL) die("%s", err.msg);
   print_info("connected", c);
+  /* Non-blocking from here: records without application data (tickets,
+   * KeyUpdates) must not hold stdin hostage in kh_conn_read. */
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   if (o->key_update && !kh_conn_key_update(c, 1, &err)) die("%s", err.msg);
   int rc = pump(c, fd);
   kh_conn_free(c);

@@ -1,0 +1,65 @@
+# lib.sh: shared helpers for integration tests (sourced). Every wait is
+# bounded; every process started is killed on exit; everything lives in a
+# fresh temporary directory; peers listen on 127.0.0.1 ephemeral ports.
+set -euo pipefail
+
+: "${KEYHOLDD:?}" "${KEYHOLD:?}" "${KH_TEST_PKI:?}"
+T=$(mktemp -d /tmp/kh-it.XXXXXX)
+PIDS=()
+FAILS=0
+PASSES=0
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "$FAILS" -eq 0 ]; then rm -rf "$T"; else echo "kept $T for inspection"; fi
+}
+trap cleanup EXIT
+
+bg() { # bg CMD...: start in the background and remember the pid
+  "$@" <&0 &  # explicit: a background job would otherwise read /dev/null
+  PIDS+=($!)
+}
+
+pass() { PASSES=$((PASSES + 1)); echo "ok - $*"; }
+fail() { FAILS=$((FAILS + 1)); echo "not ok - $*"; }
+
+finish() {
+  echo "$PASSES passed, $FAILS failed"
+  [ "$FAILS" -eq 0 ]
+}
+
+# wait_for FILE PATTERN [SECONDS]: until a line matching PATTERN is in FILE.
+wait_for() {
+  local tries=$(( ${3:-10} * 20 ))
+  for _ in $(seq "$tries"); do
+    grep -qE -- "$2" "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "timed out waiting for /$2/ in $1; it holds:" >&2
+  sed 's/^/    /' "$1" >&2 2>/dev/null || true
+  return 1
+}
+
+# free_port: an ephemeral TCP port on 127.0.0.1 (for peers that cannot bind 0).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# make_pki: a fresh CA, identities and peer leaves in $T/pki.
+make_pki() { bash "$KH_TEST_PKI" "$T/pki"; }
+
+# start_keyholdd NAME IDSDIR: keyholdd on $T/NAME.sock, log $T/NAME.log.
+start_keyholdd() {
+  bg "$KEYHOLDD" --socket "$T/$1.sock" --identities "$2" 2>"$T/$1.log"
+  wait_for "$T/$1.log" "listening on"
+}
+
+# start_serve NAME ARGS...: keyhold serve on an ephemeral port; sets PORT.
+start_serve() {
+  local name=$1
+  shift
+  bg "$KEYHOLD" serve --listen 127.0.0.1:0 "$@" 2>"$T/$name.log"
+  wait_for "$T/$name.log" "listening on"
+  PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$T/$name.log" | head -1)
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# bootstrap.sh demo|test: the two set-up commands of the README.
+#   demo  install what is missing, build, run the live demo (tools/demo.sh)
+#   test  install what is missing, build, run the whole test suite
+# Run from the repository root (../shared beside it holds the test vectors).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+case $mode in demo|test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esac
+
+if [ "$(id -u)" -eq 0 ]; then
+  bash tools/install-deps.sh
+else
+  sudo bash tools/install-deps.sh
+fi
+
+build=${KEYHOLD_BUILD_DIR:-build}
+if [ -f "$build/build.ninja" ]; then
+  meson setup --reconfigure "$build" >/dev/null
+else
+  meson setup "$build" >/dev/null
+fi
+ninja -C "$build"
+
+if [ "$mode" = demo ]; then
+  exec bash tools/demo.sh "$build"
+fi
+meson test -C "$build" --print-errorlogs --num-processes 2
