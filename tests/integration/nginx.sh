@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# nginx with ssl_verify_client on <-> keyhold connect: HTTP GET, 200.
+. "$(dirname "$0")/lib.sh"
+command -v nginx >/dev/null || { echo "nginx missing: run tools/install-deps.sh"; exit 1; }
+make_pki
+P=$T/pki
+start_keyholdd kd "$P/ids"
+port=$(free_port)
+mkdir -p "$T/nginx/logs" "$T/www"
+echo "hello from nginx over offloaded mTLS" >"$T/www/index.html"
+chmod 0755 "$T" "$T/www" # nginx workers run as an unprivileged user
+cat >"$T/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/logs/error.log info;
+events { worker_connections 64; }
+http {
+  access_log $T/nginx/logs/access.log;
+  client_body_temp_path $T/nginx/body;
+  proxy_temp_path $T/nginx/proxy;
+  fastcgi_temp_path $T/nginx/fastcgi;
+  uwsgi_temp_path $T/nginx/uwsgi;
+  scgi_temp_path $T/nginx/scgi;
+  server {
+    listen 127.0.0.1:$port ssl;
+    server_name localhost;
+    ssl_protocols TLSv1.3;
+    ssl_certificate $P/peer/server.crt;
+    ssl_certificate_key $P/peer/server.key;
+    ssl_client_certificate $P/ca/ca.crt;
+    ssl_verify_client on;
+    location / { root $T/www; add_header X-Client-Verify \$ssl_client_verify; }
+  }
+}
+CONF
+bg nginx -p "$T/nginx" -c "$T/nginx/nginx.conf"
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+
+printf 'GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
+  timeout 10 "$KEYHOLD" connect --sidecar "$T/kd.sock" --identity spiffe://example.org/client \
+    --alpn http/1.1 "localhost:$port" >"$T/resp" 2>"$T/err" || true
+grep -q "HTTP/1.1 200 OK" "$T/resp" && pass "nginx: 200 OK over offloaded mTLS" || fail "nginx status: $(head -1 "$T/resp") $(cat "$T/err")"
+grep -q "hello from nginx over offloaded mTLS" "$T/resp" && pass "nginx: body received" || fail "nginx body"
+grep -qi "X-Client-Verify: SUCCESS" "$T/resp" && pass "nginx verified our client certificate" || fail "nginx client verify header"
+grep -q "connected TLSv1.3 .* alpn=http/1.1 peer=spiffe://example.org/peer-server" "$T/err" && pass "keyhold: TLS 1.3, ALPN http/1.1, peer identity" || fail "connect line: $(cat "$T/err")"
+
+# nginx refuses a client whose certificate comes from another CA.
+mkdir -p "$T/rogue-ids/client"
+cp "$P/rogue/client.crt" "$T/rogue-ids/client/tls.crt"
+cp "$P/rogue/client.key" "$T/rogue-ids/client/tls.key"
+cp "$P/ca/ca.crt" "$T/rogue-ids/client/ca.crt"
+start_keyholdd rogue "$T/rogue-ids"
+printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
+  timeout 10 "$KEYHOLD" connect --sidecar "$T/rogue.sock" "localhost:$port" >"$T/resp2" 2>"$T/err2" || true
+if grep -q "200 OK" "$T/resp2"; then fail "nginx accepted a rogue client certificate"; else pass "nginx refused a client certificate from another CA"; fi
+grep -qE "keyhold: .*(alert|closed)" "$T/err2" && pass "keyhold reported the refusal: $(tail -1 "$T/err2")" || fail "no clear reason: $(cat "$T/err2")"
+finish
