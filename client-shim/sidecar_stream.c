@@ -27,7 +27,8 @@ struct kh_stream {
   grpc_metadata_array initial_md;
   grpc_metadata_array trailing_md;
   int got_initial_md;
-  int finished; /* status received */
+  int finished;    /* status received */
+  int half_closed; /* SEND_CLOSE_FROM_CLIENT done */
   grpc_status_code status;
   grpc_slice status_details;
 };
@@ -195,11 +196,29 @@ int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err) {
   return 1;
 }
 
+int kh_stream_half_close(kh_stream *s, kh_error *err) {
+  grpc_op op;
+  memset(&op, 0, sizeof(op));
+  op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  if (run_batch(s, &op, 1, err) == 0) return 0;
+  s->half_closed = 1;
+  return status_error(s, err);
+}
+
 void kh_stream_close(kh_stream *s, int cancel) {
   if (s == NULL) return;
   if (s->call != NULL) {
     kh_error ignored;
     if (cancel) grpc_call_cancel(s->call, NULL);
+    if (!s->finished && s->half_closed) {
+      grpc_op op;
+      memset(&op, 0, sizeof(op));
+      op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+      op.data.recv_status_on_client.trailing_metadata = &s->trailing_md;
+      op.data.recv_status_on_client.status = &s->status;
+      op.data.recv_status_on_client.status_details = &s->status_details;
+      if (run_batch(s, &op, 1, &ignored) != 0) s->finished = 1;
+    }
     if (!s->finished) {
       grpc_op ops[2];
       memset(ops, 0, sizeof(ops));
