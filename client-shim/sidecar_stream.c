@@ -125,15 +125,20 @@ kh_stream *kh_stream_open(kh_channel *ch, const char *method, int timeout_ms, kh
   return s;
 }
 
+/* status_op fills |op| to receive the call's final status into |s|. */
+static void status_op(kh_stream *s, grpc_op *op) {
+  memset(op, 0, sizeof(*op));
+  op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  op->data.recv_status_on_client.trailing_metadata = &s->trailing_md;
+  op->data.recv_status_on_client.status = &s->status;
+  op->data.recv_status_on_client.status_details = &s->status_details;
+}
+
 /* status_error turns the call's final status into |err|. */
 static int status_error(kh_stream *s, kh_error *err) {
   if (!s->finished) {
     grpc_op op;
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    op.data.recv_status_on_client.trailing_metadata = &s->trailing_md;
-    op.data.recv_status_on_client.status = &s->status;
-    op.data.recv_status_on_client.status_details = &s->status_details;
+    status_op(s, &op);
     if (run_batch(s, &op, 1, err) == 0) return 0;
     s->finished = 1;
   }
@@ -212,21 +217,14 @@ void kh_stream_close(kh_stream *s, int cancel) {
     if (cancel) grpc_call_cancel(s->call, NULL);
     if (!s->finished && s->half_closed) {
       grpc_op op;
-      memset(&op, 0, sizeof(op));
-      op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-      op.data.recv_status_on_client.trailing_metadata = &s->trailing_md;
-      op.data.recv_status_on_client.status = &s->status;
-      op.data.recv_status_on_client.status_details = &s->status_details;
+      status_op(s, &op);
       if (run_batch(s, &op, 1, &ignored) != 0) s->finished = 1;
     }
     if (!s->finished) {
       grpc_op ops[2];
       memset(ops, 0, sizeof(ops));
       ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-      ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-      ops[1].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
-      ops[1].data.recv_status_on_client.status = &s->status;
-      ops[1].data.recv_status_on_client.status_details = &s->status_details;
+      status_op(s, &ops[1]);
       if (grpc_call_start_batch(s->call, cancel ? &ops[1] : ops, cancel ? 1 : 2, s, NULL) ==
           GRPC_CALL_OK) {
         grpc_event ev = grpc_completion_queue_pluck(s->cq, s, s->deadline, NULL);
@@ -235,7 +233,6 @@ void kh_stream_close(kh_stream *s, int cancel) {
           grpc_completion_queue_pluck(s->cq, s, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         }
       }
-      (void)ignored;
     }
     grpc_call_unref(s->call);
   }

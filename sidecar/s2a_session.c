@@ -285,6 +285,13 @@ static void log_end(const kh_s2a_session *s, const kh_error *e) {
   }
 }
 
+/* in_bytes_fit bounds what one request may hand the TLS engine. */
+static int in_bytes_fit(const ProtobufCBinaryData *in, kh_error *err) {
+  if (in->len <= KH_S2A_MAX_IN_BYTES) return 1;
+  return kh_err(err, KH_ERR_RESOURCE_EXHAUSTED, "in_bytes of %zu bytes exceeds %u", in->len,
+                KH_S2A_MAX_IN_BYTES);
+}
+
 /* feed runs the engine on peer bytes and answers. */
 static kh_s2a_outcome feed(kh_s2a_session *s, const uint8_t *in, size_t in_len, kh_buf *resp,
                            kh_error *err) {
@@ -318,11 +325,7 @@ static kh_s2a_outcome dispatch(kh_s2a_session *s, const S2a__Proto__SessionReq *
         return KH_S2A_FAILED;
       if (client) return feed(s, NULL, 0, resp, err);
       const ProtobufCBinaryData *in = &req->server_start->in_bytes;
-      if (in->len > KH_S2A_MAX_IN_BYTES) {
-        kh_err(err, KH_ERR_RESOURCE_EXHAUSTED, "in_bytes of %zu bytes exceeds %u", in->len,
-               KH_S2A_MAX_IN_BYTES);
-        return KH_S2A_FAILED;
-      }
+      if (!in_bytes_fit(in, err)) return KH_S2A_FAILED;
       return feed(s, in->data, in->len, resp, err);
     }
     case S2A__PROTO__SESSION_REQ__REQ_ONEOF_NEXT: {
@@ -335,11 +338,7 @@ static kh_s2a_outcome dispatch(kh_s2a_session *s, const S2a__Proto__SessionReq *
         kh_err(err, KH_ERR_INVALID_ARGUMENT, "next carries empty in_bytes");
         return KH_S2A_FAILED;
       }
-      if (in->len > KH_S2A_MAX_IN_BYTES) {
-        kh_err(err, KH_ERR_RESOURCE_EXHAUSTED, "in_bytes of %zu bytes exceeds %u", in->len,
-               KH_S2A_MAX_IN_BYTES);
-        return KH_S2A_FAILED;
-      }
+      if (!in_bytes_fit(in, err)) return KH_S2A_FAILED;
       return feed(s, in->data, in->len, resp, err);
     }
     case S2A__PROTO__SESSION_REQ__REQ_ONEOF_RESUMPTION_TICKET: {

@@ -61,14 +61,23 @@ static int peer_matches(X509 *leaf, const char *name) {
   return ok;
 }
 
-static const char *leaf_label(X509 *leaf, char *buf, size_t len) {
+/* leaf_name writes |leaf|'s SPIFFE ID, else its first DNS SAN, else "",
+ * and returns whether it was a SPIFFE ID. */
+static int leaf_name(X509 *leaf, char *out, size_t len) {
   char *spiffe = NULL;
   char *dns[KH_MAX_DNS_NAMES];
   size_t ndns = 0;
   kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
-  snprintf(buf, len, "%s", spiffe ? spiffe : ndns ? dns[0] : "(no SPIFFE ID or DNS name)");
+  int is_spiffe = spiffe != NULL;
+  snprintf(out, len, "%s", spiffe ? spiffe : ndns ? dns[0] : "");
   free(spiffe);
   for (size_t i = 0; i < ndns; i++) free(dns[i]);
+  return is_spiffe;
+}
+
+static const char *leaf_label(X509 *leaf, char *buf, size_t len) {
+  leaf_name(leaf, buf, len);
+  if (buf[0] == '\0') snprintf(buf, len, "(no SPIFFE ID or DNS name)");
   return buf;
 }
 
@@ -113,7 +122,7 @@ static int verify_name(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
     for (size_t i = 0; i < e->expect_peer_count; i++) {
       if (peer_matches(leaf, e->expect_peers[i])) return 1;
     }
-    snprintf(e->reason, sizeof(e->reason), "peer %s is not one of the %zu expected peers",
+    snprintf(e->reason, sizeof(e->reason), "peer %.160s is not one of the %zu expected peers",
              leaf_label(leaf, label, sizeof(label)), e->expect_peer_count);
     *out_alert = SSL_AD_BAD_CERTIFICATE;
     return 0;
@@ -123,7 +132,7 @@ static int verify_name(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
                ? X509_check_ip_asc(leaf, e->server_name, 0) == 1
                : X509_check_host(leaf, e->server_name, strlen(e->server_name), 0, NULL) == 1;
   if (!ok) {
-    snprintf(e->reason, sizeof(e->reason), "peer certificate (%s) does not match server name %s",
+    snprintf(e->reason, sizeof(e->reason), "peer certificate (%.100s) does not match server name %.100s",
              leaf_label(leaf, label, sizeof(label)), e->server_name);
     *out_alert = SSL_AD_BAD_CERTIFICATE;
   }
@@ -332,17 +341,6 @@ int kh_tls_engine_step(kh_tls_engine *e, const uint8_t *in, size_t in_len, size_
 
 int kh_tls_engine_done(const kh_tls_engine *e) { return e->done; }
 
-static void set_name(X509 *leaf, char *out, size_t len, int *is_spiffe) {
-  char *spiffe = NULL;
-  char *dns[KH_MAX_DNS_NAMES];
-  size_t ndns = 0;
-  kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
-  *is_spiffe = spiffe != NULL;
-  snprintf(out, len, "%s", spiffe ? spiffe : ndns ? dns[0] : "");
-  free(spiffe);
-  for (size_t i = 0; i < ndns; i++) free(dns[i]);
-}
-
 int kh_tls_engine_result(kh_tls_engine *e, kh_tls_result *out, kh_error *err) {
   memset(out, 0, sizeof(*out));
   if (!e->done) return kh_err(err, KH_ERR_FAILED_PRECONDITION, "handshake not complete");
@@ -363,7 +361,7 @@ int kh_tls_engine_result(kh_tls_engine *e, kh_tls_result *out, kh_error *err) {
   X509 *peer = chain && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
   if (peer != NULL) {
     unsigned n = 0;
-    set_name(peer, out->peer_name, sizeof(out->peer_name), &out->peer_name_is_spiffe);
+    out->peer_name_is_spiffe = leaf_name(peer, out->peer_name, sizeof(out->peer_name));
     X509_digest(peer, EVP_sha256(), out->peer_fingerprint, &n);
   }
   const kh_identity *id = e->identity;

@@ -26,3 +26,17 @@ if [ "$mode" = demo ]; then
   exec bash tools/demo.sh "$build"
 fi
 meson test -C "$build" --print-errorlogs --num-processes 2
+
+# The same suite again with AddressSanitizer + UndefinedBehaviorSanitizer
+# (leaks included: keyholdd's clean exit after SIGTERM is checked by tests).
+if [ "${KEYHOLD_SANITIZE:-1}" = 1 ]; then
+  asan=${build}-asan
+  if [ -f "$asan/build.ninja" ]; then
+    meson setup --reconfigure "$asan" >/dev/null
+  else
+    meson setup "$asan" -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+  fi
+  ninja -C "$asan"
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    meson test -C "$asan" --print-errorlogs --num-processes 2
+fi

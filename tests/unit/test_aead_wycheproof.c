@@ -4,6 +4,8 @@
  * 256-bit keys; other groups are counted as out of scope, not silently
  * passed. */
 #include <check.h>
+
+#include "testutil.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,9 +137,5 @@ int main(void) {
   tcase_add_test(tc, test_aes_gcm_wycheproof);
   tcase_add_test(tc, test_chacha20_poly1305_wycheproof);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return kh_test_run(s);
 }

@@ -1,5 +1,7 @@
 /* common/kh_buf: growth, consume, reset. */
 #include <check.h>
+
+#include "testutil.h"
 #include <string.h>
 
 #include "kh_buf.h"
@@ -53,9 +55,5 @@ int main(void) {
   tcase_add_test(tc, test_consume_and_reset);
   tcase_add_test(tc, test_reserve_overflow_refused);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return kh_test_run(s);
 }

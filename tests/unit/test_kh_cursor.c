@@ -2,6 +2,8 @@
  * unmoved on failure. */
 #include <check.h>
 
+#include "testutil.h"
+
 #include "kh_cursor.h"
 
 START_TEST(test_integers_and_bounds) {
@@ -46,9 +48,5 @@ int main(void) {
   tcase_add_test(tc, test_integers_and_bounds);
   tcase_add_test(tc, test_prefixed_failure_leaves_cursor);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return kh_test_run(s);
 }

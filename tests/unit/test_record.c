@@ -1,6 +1,8 @@
 /* The shim's TLS 1.3 record layer: two record objects keyed with mirrored
  * secrets talk to each other in memory. */
 #include <check.h>
+
+#include "testutil.h"
 #include <string.h>
 
 #include "record.h"
@@ -289,9 +291,5 @@ int main(void) {
   tcase_add_test(tc, test_sequence_overflow_refused);
   tcase_add_test(tc, test_wrong_secret_length_rejected);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return kh_test_run(s);
 }

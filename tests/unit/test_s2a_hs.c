@@ -1,6 +1,8 @@
 /* The shim's sans-IO S2A v1 client: the requests it builds and how it
  * handles hand-built sidecar responses. */
 #include <check.h>
+
+#include "testutil.h"
 #include <string.h>
 
 #include "s2a/s2a.pb-c.h"
@@ -207,9 +209,5 @@ int main(void) {
   tcase_add_test(tc, test_bad_results_rejected);
   tcase_add_test(tc, test_server_start_carries_first_bytes);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return kh_test_run(s);
 }

@@ -2,6 +2,8 @@
  * (Simple 1-RTT Handshake, TLS_AES_128_GCM_SHA256). */
 #include <check.h>
 
+#include "testutil.h"
+
 #include "hex.h"
 #include "tls13_keys.h"
 
@@ -89,9 +91,5 @@ int main(void) {
   tcase_add_test(tc, test_update_secret_changes_and_is_deterministic);
   tcase_add_test(tc, test_label_too_long_rejected);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return kh_test_run(s);
 }

@@ -290,9 +290,5 @@ int main(void) {
   tcase_add_test(tc, test_garbage_input_fails_cleanly);
   tcase_add_test(tc, test_suite_restriction_enforced);
   suite_add_tcase(su, tc);
-  SRunner *sr = srunner_create(su);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return kh_test_run(su);
 }

@@ -2,6 +2,7 @@
 #ifndef KH_TESTUTIL_H
 #define KH_TESTUTIL_H
 
+#include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,15 @@ static inline void kh_test_rmtree(const char *dir) {
   if (strncmp(dir, "/tmp/kh-test-", 13) != 0) return;
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+/* kh_test_run runs every test of |s|; the exit status of a test program. */
+static inline int kh_test_run(Suite *s) {
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? 0 : 1;
 }
 
 #endif
