@@ -269,7 +269,7 @@ static int handle_handshake(kh_record *r, kh_buf *to_peer, kh_error *err) {
     if (type == KH_HS_NEW_SESSION_TICKET) {
       if (r->on_ticket) r->on_ticket(r->ticket_arg, save.data, msg_len);
     } else if (type == KH_HS_KEY_UPDATE) {
-      uint8_t req;
+      uint8_t req = 0;
       if (kh_cursor_left(&body) != 1 || !kh_cursor_u8(&body, &req) || req > 1) {
         kh_err(err, KH_ERR_PROTOCOL, "malformed KeyUpdate");
         return fail(r, req > 1 ? ALERT_ILLEGAL_PARAMETER : ALERT_DECODE_ERROR, to_peer);

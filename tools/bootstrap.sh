@@ -18,7 +18,7 @@ build=${KEYHOLD_BUILD_DIR:-build}
 if [ -f "$build/build.ninja" ]; then
   meson setup --reconfigure "$build" >/dev/null
 else
-  meson setup "$build" >/dev/null
+  meson setup "$build" -Dwerror=true >/dev/null
 fi
 ninja -C "$build"
 
@@ -27,14 +27,16 @@ if [ "$mode" = demo ]; then
 fi
 meson test -C "$build" --print-errorlogs --num-processes 2
 
-# The same suite again with AddressSanitizer + UndefinedBehaviorSanitizer
-# (leaks included: keyholdd's clean exit after SIGTERM is checked by tests).
+# The same suite again, built by clang (so both compilers must stay
+# warning-free) with AddressSanitizer + UndefinedBehaviorSanitizer (leaks
+# included: keyholdd's clean exit after SIGTERM is checked by tests).
 if [ "${KEYHOLD_SANITIZE:-1}" = 1 ]; then
   asan=${build}-asan
   if [ -f "$asan/build.ninja" ]; then
     meson setup --reconfigure "$asan" >/dev/null
   else
-    meson setup "$asan" -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+    CC=clang CXX=clang++ meson setup "$asan" -Dwerror=true \
+      -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
   fi
   ninja -C "$asan"
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -26,4 +26,16 @@ pair() { # pair NAME SERVER_SOCK CLIENT_SOCK [CLIENT_IDENTITY_ARGS...]
 }
 pair one-sidecar "$T/both.sock" "$T/both.sock" --identity spiffe://example.org/client
 pair two-sidecars "$T/ks.sock" "$T/kc.sock"
+# Many concurrent handshakes through one sidecar and one server.
+start_serve many --sidecar "$T/both.sock" --identity spiffe://example.org/server --echo
+pids=()
+for i in $(seq 20); do
+  (printf 'client %s\n' "$i" | timeout 20 "$KEYHOLD" connect --sidecar "$T/both.sock" \
+    --identity spiffe://example.org/client "127.0.0.1:$PORT" >"$T/many.$i.out" 2>"$T/many.$i.err") &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || true; done
+ok=0
+for i in $(seq 20); do grep -qx "client $i" "$T/many.$i.out" && ok=$((ok + 1)); done
+[ "$ok" -eq 20 ] && pass "20 concurrent offloaded handshakes all echoed" || fail "only $ok of 20 concurrent clients succeeded"
 finish

@@ -44,7 +44,15 @@ check disconnect-mid CANCELLED ""
 kill -0 "${PIDS[0]}" && pass "keyholdd still running after every bad request" || fail "keyholdd died"
 grep -q "result=INVALID_ARGUMENT" "$T/kd.log" && pass "failures are logged with their status" || fail "no failure log line"
 
+# A handshake in flight when SIGTERM arrives gets a status, not a hang.
+bg "$S2A_RAW" --socket "$T/kd.sock" --expect CANCELLED hold >"$T/hold.out" 2>&1
+hold_pid=${PIDS[-1]}
+sleep 0.5 # let the held stream reach the sidecar
 kill -TERM "${PIDS[0]}"
+if wait "$hold_pid"; then pass "in-flight handshake at SIGTERM: $(cat "$T/hold.out")"; else
+  grep -qE "UNAVAILABLE|CANCELLED" "$T/hold.out" && pass "in-flight handshake at SIGTERM: $(cat "$T/hold.out")" \
+    || fail "in-flight handshake at SIGTERM: $(cat "$T/hold.out")"
+fi
 for _ in $(seq 100); do kill -0 "${PIDS[0]}" 2>/dev/null || break; sleep 0.05; done
 wait "${PIDS[0]}" && pass "SIGTERM: keyholdd exited 0" || fail "SIGTERM: exit status $?"
 [ ! -e "$T/kd.sock" ] && pass "SIGTERM: socket file removed" || fail "socket file left behind"

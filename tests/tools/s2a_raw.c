@@ -131,6 +131,9 @@ int main(int argc, char **argv) {
   } else if (strcmp(which, "disconnect-mid") == 0) {
     client_start(&m[0], "spiffe://example.org/client");
     cancel = 1;
+  } else if (strcmp(which, "hold") == 0) {
+    /* start a handshake and never continue it: for shutdown tests */
+    client_start(&m[0], "spiffe://example.org/client");
   } else if (strcmp(which, "half-close") == 0) {
     client_start(&m[0], "spiffe://example.org/client");
     half_close = 1;
