@@ -100,7 +100,8 @@ static ssize_t read_some(int fd, uint8_t *buf, size_t len, const struct timespec
     ssize_t n = read(fd, buf, len);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return kh_err(err, KH_ERR_IO, "read from peer failed: %s", strerror(errno)), -1;
-    if (n == 0) return kh_err(err, KH_ERR_IO, "peer closed the connection during the handshake"), -1;
+    if (n == 0)
+      return kh_err(err, KH_ERR_IO, "peer closed the connection during the handshake"), -1;
     return n;
   }
 }
@@ -200,7 +201,8 @@ static kh_conn *handshake(kh_client *kc, int fd, const kh_handshake_opts *opts, 
     ssize_t n = read_some(fd, buf, sizeof(buf), &deadline, err);
     ok = n > 0 && kh_s2a_hs_start(hs, buf, (size_t)n, &req, err);
   }
-  if (ok) ok = (st = kh_stream_open(kc->channel, KH_S2A_METHOD, (int)ms_left(&deadline), err)) != NULL;
+  if (ok)
+    ok = (st = kh_stream_open(kc->channel, KH_S2A_METHOD, (int)ms_left(&deadline), err)) != NULL;
   if (ok) ok = exchange(st, hs, fd, &req, &deadline, err);
   if (ok) c = conn_from_result(fd, hs, err);
   kh_stream_close(st, !ok);
@@ -257,7 +259,8 @@ ssize_t kh_conn_read(kh_conn *c, void *buf, size_t len, kh_error *err) {
       c->fatal = 1;
       return kh_err(err, KH_ERR_IO, "peer closed the connection without close_notify"), -1;
     }
-    if (!kh_buf_append(&c->in, chunk, (size_t)n)) return kh_err(err, KH_ERR_NOMEM, "out of memory"), -1;
+    if (!kh_buf_append(&c->in, chunk, (size_t)n))
+      return kh_err(err, KH_ERR_NOMEM, "out of memory"), -1;
   }
 }
 
@@ -279,7 +282,9 @@ int kh_conn_close(kh_conn *c, kh_error *err) {
   return flush_out(c, err);
 }
 
-size_t kh_conn_pending(const kh_conn *c) { return c->app.len; }
+size_t kh_conn_pending(const kh_conn *c) {
+  return c->app.len;
+}
 
 void kh_conn_free(kh_conn *c) {
   if (c == NULL) return;

@@ -68,7 +68,8 @@ typedef struct {
   int timeout_ms;
 } kh_handshake_opts;
 
-#define KH_HANDSHAKE_OPTS_INIT {0}
+#define KH_HANDSHAKE_OPTS_INIT \
+  { 0 }
 
 /* An established TLS 1.3 connection over a caller-owned fd. */
 typedef struct kh_conn kh_conn;

@@ -81,8 +81,8 @@ int kh_aead_seal(kh_aead *a, const uint8_t nonce[KH_AEAD_IV_LEN], const uint8_t 
 }
 
 int kh_aead_open(kh_aead *a, const uint8_t nonce[KH_AEAD_IV_LEN], const uint8_t *aad,
-                 size_t aad_len, const uint8_t *in, size_t len,
-                 const uint8_t tag[KH_AEAD_TAG_LEN], uint8_t *out) {
+                 size_t aad_len, const uint8_t *in, size_t len, const uint8_t tag[KH_AEAD_TAG_LEN],
+                 uint8_t *out) {
   int n;
   if (len > INT32_MAX || aad_len > INT32_MAX) return 0;
   return EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, nonce, 0) == 1 &&
@@ -175,8 +175,7 @@ static int seal_one(kh_record *r, uint8_t type, const uint8_t *data, size_t len,
   body[len] = type;
   uint8_t nonce[KH_AEAD_IV_LEN];
   make_nonce(&r->wr, nonce);
-  if (!kh_aead_seal(&r->wr.aead, nonce, hdr, KH_TLS_RECORD_HEADER, body, inner, body,
-                    body + inner))
+  if (!kh_aead_seal(&r->wr.aead, nonce, hdr, KH_TLS_RECORD_HEADER, body, inner, body, body + inner))
     return kh_err(err, KH_ERR_INTERNAL, "record encryption failed");
   r->wr.seq++;
   out->len += total;
@@ -193,8 +192,8 @@ static int fail(kh_record *r, uint8_t alert, kh_buf *to_peer) {
   return 0;
 }
 
-int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size_t len,
-                   kh_buf *out, kh_error *err) {
+int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size_t len, kh_buf *out,
+                   kh_error *err) {
   if (r->failed) return kh_err(err, KH_ERR_FAILED_PRECONDITION, "connection failed earlier");
   if (r->write_closed) return kh_err(err, KH_ERR_CLOSED, "connection closed for writing");
   do {
@@ -335,9 +334,7 @@ static int open_one(kh_record *r, const uint8_t hdr[KH_TLS_RECORD_HEADER], kh_cu
     return fail(r, ALERT_UNEXPECTED_MESSAGE, to_peer);
   }
   switch (type) {
-    case KH_CT_APPLICATION_DATA:
-      app_out->len += n;
-      return 1;
+    case KH_CT_APPLICATION_DATA: app_out->len += n; return 1;
     case KH_CT_HANDSHAKE: {
       int ok = n > 0 && kh_buf_append(&r->hs, pt, n);
       kh_wipe(pt, plen);
@@ -408,6 +405,12 @@ int kh_record_open(kh_record *r, const uint8_t *in, size_t in_len, size_t *consu
   return 1;
 }
 
-int kh_record_peer_closed(const kh_record *r) { return r->peer_closed; }
-uint64_t kh_record_read_seq(const kh_record *r) { return r->rd.seq; }
-uint64_t kh_record_write_seq(const kh_record *r) { return r->wr.seq; }
+int kh_record_peer_closed(const kh_record *r) {
+  return r->peer_closed;
+}
+uint64_t kh_record_read_seq(const kh_record *r) {
+  return r->rd.seq;
+}
+uint64_t kh_record_write_seq(const kh_record *r) {
+  return r->wr.seq;
+}

@@ -78,8 +78,8 @@ void kh_record_free(kh_record *r);
 
 /* kh_record_seal encrypts |len| bytes of |content_type| into as many records
  * as needed (each <= 2^14 plaintext), appended to |out|. */
-int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size_t len,
-                   kh_buf *out, kh_error *err);
+int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size_t len, kh_buf *out,
+                   kh_error *err);
 
 /* kh_record_open processes complete records in |in| (partial trailing bytes
  * are left: |*consumed| < |in_len|). Application data goes to |app_out|;

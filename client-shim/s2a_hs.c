@@ -162,7 +162,8 @@ static int take_result(kh_s2a_hs *hs, const S2a__Proto__SessionResult *res, kh_e
   r->out_sequence = st->out_sequence;
   r->connection_id = st->connection_id;
   r->resumed = st->is_handshake_resumed;
-  snprintf(r->alpn, sizeof(r->alpn), "%s", res->application_protocol ? res->application_protocol : "");
+  snprintf(r->alpn, sizeof(r->alpn), "%s",
+           res->application_protocol ? res->application_protocol : "");
   copy_identity(res->peer_identity, r->peer_identity, sizeof(r->peer_identity));
   copy_identity(res->local_identity, r->local_identity, sizeof(r->local_identity));
   return 1;
@@ -192,9 +193,9 @@ int kh_s2a_hs_on_resp(kh_s2a_hs *hs, const uint8_t *resp, size_t resp_len, kh_bu
     ok = kh_err(err, KH_ERR_NOMEM, "out of memory");
   if (ok && r->status && r->status->code != 0) {
     unsigned code = r->status->code;
-    ok = kh_err(err, code <= 16 ? (kh_code)code : KH_ERR_UNKNOWN, "sidecar: %s",
-                r->status->details && r->status->details[0] ? r->status->details
-                                                            : "handshake refused");
+    ok = kh_err(
+        err, code <= 16 ? (kh_code)code : KH_ERR_UNKNOWN, "sidecar: %s",
+        r->status->details && r->status->details[0] ? r->status->details : "handshake refused");
   }
   if (ok && r->bytes_consumed > hs->pending.len)
     ok = kh_err(err, KH_ERR_INTERNAL, "sidecar consumed %u bytes of %zu sent", r->bytes_consumed,
@@ -210,6 +211,10 @@ int kh_s2a_hs_on_resp(kh_s2a_hs *hs, const uint8_t *resp, size_t resp_len, kh_bu
   return ok;
 }
 
-const kh_s2a_result *kh_s2a_hs_result(const kh_s2a_hs *hs) { return hs->done ? &hs->result : NULL; }
+const kh_s2a_result *kh_s2a_hs_result(const kh_s2a_hs *hs) {
+  return hs->done ? &hs->result : NULL;
+}
 
-const kh_buf *kh_s2a_hs_leftover(const kh_s2a_hs *hs) { return &hs->pending; }
+const kh_buf *kh_s2a_hs_leftover(const kh_s2a_hs *hs) {
+  return &hs->pending;
+}

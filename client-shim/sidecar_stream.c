@@ -100,8 +100,9 @@ kh_stream *kh_stream_open(kh_channel *ch, const char *method, int timeout_ms, kh
   }
   s->ch = ch;
   s->cq = grpc_completion_queue_create_for_pluck(NULL);
-  s->deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                             gpr_time_from_millis(timeout_ms > 0 ? timeout_ms : 10000, GPR_TIMESPAN));
+  s->deadline =
+      gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                   gpr_time_from_millis(timeout_ms > 0 ? timeout_ms : 10000, GPR_TIMESPAN));
   grpc_metadata_array_init(&s->initial_md);
   grpc_metadata_array_init(&s->trailing_md);
   s->status_details = grpc_empty_slice();

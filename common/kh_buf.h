@@ -17,7 +17,8 @@ typedef struct {
   size_t cap;
 } kh_buf;
 
-#define KH_BUF_INIT {NULL, 0, 0}
+#define KH_BUF_INIT \
+  { NULL, 0, 0 }
 
 /* kh_buf_reserve makes room for |extra| more bytes; returns 1/0. */
 int kh_buf_reserve(kh_buf *b, size_t extra);

@@ -24,7 +24,9 @@ static inline void kh_cursor_init(kh_cursor *c, const uint8_t *data, size_t len)
   c->len = len;
 }
 
-static inline size_t kh_cursor_left(const kh_cursor *c) { return c->len; }
+static inline size_t kh_cursor_left(const kh_cursor *c) {
+  return c->len;
+}
 
 static inline int kh_cursor_skip(kh_cursor *c, size_t n) {
   if (c->len < n) return 0;
@@ -53,8 +55,8 @@ static inline int kh_cursor_u24(kh_cursor *c, uint32_t *out) {
 
 static inline int kh_cursor_u32(kh_cursor *c, uint32_t *out) {
   if (c->len < 4) return 0;
-  *out = ((uint32_t)c->data[0] << 24) | ((uint32_t)c->data[1] << 16) |
-         ((uint32_t)c->data[2] << 8) | c->data[3];
+  *out = ((uint32_t)c->data[0] << 24) | ((uint32_t)c->data[1] << 16) | ((uint32_t)c->data[2] << 8) |
+         c->data[3];
   return kh_cursor_skip(c, 4);
 }
 
@@ -69,21 +71,30 @@ static inline int kh_cursor_sub(kh_cursor *c, size_t n, kh_cursor *out) {
 static inline int kh_cursor_u8_prefixed(kh_cursor *c, kh_cursor *out) {
   kh_cursor save = *c;
   uint8_t n;
-  if (!kh_cursor_u8(c, &n) || !kh_cursor_sub(c, n, out)) { *c = save; return 0; }
+  if (!kh_cursor_u8(c, &n) || !kh_cursor_sub(c, n, out)) {
+    *c = save;
+    return 0;
+  }
   return 1;
 }
 
 static inline int kh_cursor_u16_prefixed(kh_cursor *c, kh_cursor *out) {
   kh_cursor save = *c;
   uint16_t n;
-  if (!kh_cursor_u16(c, &n) || !kh_cursor_sub(c, n, out)) { *c = save; return 0; }
+  if (!kh_cursor_u16(c, &n) || !kh_cursor_sub(c, n, out)) {
+    *c = save;
+    return 0;
+  }
   return 1;
 }
 
 static inline int kh_cursor_u24_prefixed(kh_cursor *c, kh_cursor *out) {
   kh_cursor save = *c;
   uint32_t n;
-  if (!kh_cursor_u24(c, &n) || !kh_cursor_sub(c, n, out)) { *c = save; return 0; }
+  if (!kh_cursor_u24(c, &n) || !kh_cursor_sub(c, n, out)) {
+    *c = save;
+    return 0;
+  }
   return 1;
 }
 

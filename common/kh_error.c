@@ -57,14 +57,10 @@ unsigned kh_code_to_grpc(kh_code code) {
     case KH_ERR_PROTOCOL:
     case KH_ERR_DECRYPT:
     case KH_ERR_RECORD_OVERFLOW:
-    case KH_ERR_PEER_ALERT:
-      return 3; /* INVALID_ARGUMENT: the peer's bytes were rejected */
+    case KH_ERR_PEER_ALERT: return 3; /* INVALID_ARGUMENT: the peer's bytes were rejected */
     case KH_ERR_CLOSED:
-    case KH_ERR_IO:
-      return 14; /* UNAVAILABLE */
-    case KH_ERR_NOMEM:
-      return 8; /* RESOURCE_EXHAUSTED */
-    default:
-      return 13; /* INTERNAL */
+    case KH_ERR_IO: return 14;   /* UNAVAILABLE */
+    case KH_ERR_NOMEM: return 8; /* RESOURCE_EXHAUSTED */
+    default: return 13;          /* INTERNAL */
   }
 }

@@ -32,16 +32,16 @@ typedef enum {
   KH_ERR_UNAVAILABLE = 14, /* the sidecar cannot be reached */
   KH_ERR_UNAUTHENTICATED = 16,
   /* 100+: TLS, record layer and I/O. */
-  KH_ERR_HANDSHAKE = 100,  /* handshake failed (reason in the message) */
-  KH_ERR_PROTOCOL = 101,   /* peer broke the TLS protocol */
-  KH_ERR_DECRYPT = 102,    /* record authentication failed */
+  KH_ERR_HANDSHAKE = 100, /* handshake failed (reason in the message) */
+  KH_ERR_PROTOCOL = 101,  /* peer broke the TLS protocol */
+  KH_ERR_DECRYPT = 102,   /* record authentication failed */
   KH_ERR_RECORD_OVERFLOW = 103,
   KH_ERR_PEER_ALERT = 104, /* peer sent a fatal alert */
   KH_ERR_CLOSED = 105,     /* connection closed (close_notify seen or sent) */
   KH_ERR_IO = 106,         /* socket error or unexpected EOF */
   KH_ERR_SEQ_OVERFLOW = 107,
   KH_ERR_NOMEM = 108,
-  KH_ERR_WANT_READ = 109,  /* non-blocking fd: no complete record yet, poll and retry */
+  KH_ERR_WANT_READ = 109, /* non-blocking fd: no complete record yet, poll and retry */
 } kh_code;
 
 #define KH_ERROR_MSG_MAX 256
@@ -56,8 +56,7 @@ const char *kh_code_name(kh_code code);
 
 /* kh_err sets |err| (which may be NULL) to |code| and a printf-formatted
  * message, and returns 0 so callers can write `return kh_err(err, ...)`. */
-int kh_err(kh_error *err, kh_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int kh_err(kh_error *err, kh_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* kh_error_clear resets |err| to KH_OK with an empty message. */
 void kh_error_clear(kh_error *err);

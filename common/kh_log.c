@@ -25,9 +25,13 @@ void kh_log_init(const char *progname) {
   g_level = parse_level(getenv("KEYHOLD_LOG_LEVEL"));
 }
 
-void kh_log_set_level(kh_log_level level) { g_level = level; }
+void kh_log_set_level(kh_log_level level) {
+  g_level = level;
+}
 
-int kh_log_enabled(kh_log_level level) { return level >= g_level && level < KH_LOG_OFF; }
+int kh_log_enabled(kh_log_level level) {
+  return level >= g_level && level < KH_LOG_OFF;
+}
 
 void kh_log(kh_log_level level, const char *fmt, ...) {
   static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
@@ -38,8 +42,8 @@ void kh_log(kh_log_level level, const char *fmt, ...) {
   gmtime_r(&tv.tv_sec, &tm);
   char line[1024];
   int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld] %s ",
-                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                   tm.tm_sec, (long)(tv.tv_usec / 1000), g_prog, (long)getpid(), names[level]);
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                   (long)(tv.tv_usec / 1000), g_prog, (long)getpid(), names[level]);
   if (n < 0) return;
   if ((size_t)n < sizeof(line)) {
     va_list ap;

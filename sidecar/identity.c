@@ -65,7 +65,7 @@ static void ssl_reason(char *out, size_t out_len) {
   ERR_clear_error();
 }
 
-static STACK_OF(X509) *load_certs(const char *path, kh_error *err) {
+static STACK_OF(X509) * load_certs(const char *path, kh_error *err) {
   uint8_t *data;
   size_t len;
   if (!read_file(path, &data, &len, err)) return NULL;
@@ -99,8 +99,7 @@ static int check_key_type(EVP_PKEY *key, const char *path, kh_error *err) {
         return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: RSA key of %d bits (minimum 2048)", path,
                       EVP_PKEY_bits(key));
       return 1;
-    case EVP_PKEY_ED25519:
-      return 1;
+    case EVP_PKEY_ED25519: return 1;
     case EVP_PKEY_EC: {
       const EC_GROUP *g = EC_KEY_get0_group(EVP_PKEY_get0_EC_KEY(key));
       int nid = g ? EC_GROUP_get_curve_name(g) : 0;
@@ -321,7 +320,9 @@ void kh_identity_store_free(kh_identity_store *store) {
   free(store);
 }
 
-size_t kh_identity_store_count(const kh_identity_store *store) { return store->count; }
+size_t kh_identity_store_count(const kh_identity_store *store) {
+  return store->count;
+}
 
 const kh_identity *kh_identity_store_get(const kh_identity_store *store, size_t i) {
   return i < store->count ? store->ids[i] : NULL;

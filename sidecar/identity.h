@@ -19,15 +19,15 @@
 #define KH_MAX_DNS_NAMES 32
 
 typedef struct kh_identity {
-  char *dir_name;              /* sub-directory name, for logs */
-  char *spiffe_id;             /* URI SAN spiffe://..., or NULL */
+  char *dir_name;  /* sub-directory name, for logs */
+  char *spiffe_id; /* URI SAN spiffe://..., or NULL */
   char *dns_names[KH_MAX_DNS_NAMES];
   size_t dns_count;
-  STACK_OF(X509) *chain;       /* leaf first */
-  EVP_PKEY *key;               /* private key; never logged or returned */
-  X509_STORE *trust;           /* from ca.crt */
+  STACK_OF(X509) * chain; /* leaf first */
+  EVP_PKEY *key;          /* private key; never logged or returned */
+  X509_STORE *trust;      /* from ca.crt */
   uint8_t leaf_fingerprint[KH_SHA256_LEN];
-  int refs;                    /* kh_identity_ref / kh_identity_unref */
+  int refs; /* kh_identity_ref / kh_identity_unref */
 } kh_identity;
 
 /* kh_identity_load loads one identity directory. */

@@ -56,8 +56,12 @@ void kh_s2a_session_free(kh_s2a_session *s) {
   free(s);
 }
 
-const char *kh_s2a_session_local_name(const kh_s2a_session *s) { return s->local_name; }
-const char *kh_s2a_session_peer_name(const kh_s2a_session *s) { return s->peer_name; }
+const char *kh_s2a_session_local_name(const kh_s2a_session *s) {
+  return s->local_name;
+}
+const char *kh_s2a_session_peer_name(const kh_s2a_session *s) {
+  return s->peer_name;
+}
 
 /* --- requests ------------------------------------------------------------ */
 
@@ -78,8 +82,7 @@ static const char *identity_name(const S2a__Proto__Identity *id, kh_error *err) 
         return NULL;
       }
       return id->hostname;
-    case S2A__PROTO__IDENTITY__IDENTITY_ONEOF__NOT_SET:
-      return "";
+    case S2A__PROTO__IDENTITY__IDENTITY_ONEOF__NOT_SET: return "";
     default:
       kh_err(err, KH_ERR_INVALID_ARGUMENT,
              "identity kind %d is not supported (use spiffe_id or hostname)",
@@ -111,7 +114,8 @@ static int check_versions(S2a__Proto__TLSVersion min, S2a__Proto__TLSVersion max
 }
 
 static int set_alpn(kh_tls_config *cfg, size_t n, char **protos, kh_error *err) {
-  if (n > KH_MAX_ALPN) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "more than %d ALPN protocols", KH_MAX_ALPN);
+  if (n > KH_MAX_ALPN)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "more than %d ALPN protocols", KH_MAX_ALPN);
   for (size_t i = 0; i < n; i++) cfg->alpn[i] = protos[i];
   cfg->alpn_count = n;
   return 1;
@@ -273,15 +277,15 @@ static double elapsed_ms(const kh_s2a_session *s) {
 }
 
 static void log_end(const kh_s2a_session *s, const kh_error *e) {
-  const char *side = s->engine || s->state == ST_DONE
-                         ? (s->side == KH_TLS_CLIENT ? "client" : "server")
-                         : "-";
+  const char *side =
+      s->engine || s->state == ST_DONE ? (s->side == KH_TLS_CLIENT ? "client" : "server") : "-";
   if (e == NULL) {
     kh_log(KH_LOG_INFO, "handshake side=%s local=%s peer=%s result=OK duration_ms=%.1f", side,
            s->local_name, s->peer_name, elapsed_ms(s));
   } else {
-    kh_log(KH_LOG_WARN, "handshake side=%s local=%s peer=%s result=%s duration_ms=%.1f reason=\"%s\"",
-           side, s->local_name, s->peer_name, kh_code_name(e->code), elapsed_ms(s), e->msg);
+    kh_log(KH_LOG_WARN,
+           "handshake side=%s local=%s peer=%s result=%s duration_ms=%.1f reason=\"%s\"", side,
+           s->local_name, s->peer_name, kh_code_name(e->code), elapsed_ms(s), e->msg);
   }
 }
 

@@ -254,12 +254,8 @@ static void on_recv(call *c, int ok) {
                                              GRPC_SLICE_LENGTH(req), &resp, &err);
   grpc_slice_unref(req);
   switch (out) {
-    case KH_S2A_CONTINUE:
-      continue_call(c, &resp);
-      break;
-    case KH_S2A_FINISHED:
-      finish(c, &resp, GRPC_STATUS_OK, "");
-      break;
+    case KH_S2A_CONTINUE: continue_call(c, &resp); break;
+    case KH_S2A_FINISHED: finish(c, &resp, GRPC_STATUS_OK, ""); break;
     case KH_S2A_FAILED:
       finish(c, &resp, (grpc_status_code)kh_code_to_grpc(err.code), err.msg);
       break;
@@ -316,9 +312,10 @@ static int prepare_socket(const char *path, kh_error *err) {
 static void drain(server *srv, int until_shutdown) {
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(
-        srv->cq, until_shutdown ? gpr_inf_future(GPR_CLOCK_REALTIME)
-                                : gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                               gpr_time_from_millis(200, GPR_TIMESPAN)),
+        srv->cq,
+        until_shutdown
+            ? gpr_inf_future(GPR_CLOCK_REALTIME)
+            : gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(200, GPR_TIMESPAN)),
         NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) return;
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
@@ -348,8 +345,8 @@ int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_e
   grpc_channel_args chargs = {2, args};
   srv.cq = grpc_completion_queue_create_for_next(NULL);
   srv.server = grpc_server_create(&chargs, NULL);
-  srv.method = grpc_server_register_method(srv.server, KH_S2A_METHOD, NULL,
-                                           GRPC_SRM_PAYLOAD_NONE, 0);
+  srv.method =
+      grpc_server_register_method(srv.server, KH_S2A_METHOD, NULL, GRPC_SRM_PAYLOAD_NONE, 0);
   grpc_server_register_completion_queue(srv.server, srv.cq, NULL);
   char addr[256];
   snprintf(addr, sizeof(addr), "unix:%s", cfg->socket_path);
@@ -374,7 +371,8 @@ int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_e
 
   while (!*stop) drain(&srv, 0);
 
-  kh_log(KH_LOG_INFO, "shutting down: cancelling %ld in-flight calls", srv.live_calls > 2 ? srv.live_calls - 2 : 0);
+  kh_log(KH_LOG_INFO, "shutting down: cancelling %ld in-flight calls",
+         srv.live_calls > 2 ? srv.live_calls - 2 : 0);
   srv.shutting_down = 1;
   tag shutdown_tag = {NULL, TAG_SHUTDOWN};
   grpc_server_shutdown_and_notify(srv.server, srv.cq, &shutdown_tag);

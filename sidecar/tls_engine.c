@@ -87,18 +87,15 @@ static uint8_t alert_for_x509_error(int e) {
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-      return SSL_AD_UNKNOWN_CA;
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: return SSL_AD_UNKNOWN_CA;
     case X509_V_ERR_CERT_HAS_EXPIRED:
-    case X509_V_ERR_CERT_NOT_YET_VALID:
-      return SSL_AD_CERTIFICATE_EXPIRED;
-    default:
-      return SSL_AD_BAD_CERTIFICATE;
+    case X509_V_ERR_CERT_NOT_YET_VALID: return SSL_AD_CERTIFICATE_EXPIRED;
+    default: return SSL_AD_BAD_CERTIFICATE;
   }
 }
 
 /* verify_chain: the peer chain must lead to the identity's trust bundle. */
-static int verify_chain(kh_tls_engine *e, STACK_OF(X509) *chain, uint8_t *out_alert) {
+static int verify_chain(kh_tls_engine *e, STACK_OF(X509) * chain, uint8_t *out_alert) {
   X509 *leaf = sk_X509_value(chain, 0);
   X509_STORE_CTX *sctx = X509_STORE_CTX_new();
   int ok = sctx != NULL && X509_STORE_CTX_init(sctx, e->identity->trust, leaf, chain) &&
@@ -132,7 +129,8 @@ static int verify_name(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
                ? X509_check_ip_asc(leaf, e->server_name, 0) == 1
                : X509_check_host(leaf, e->server_name, strlen(e->server_name), 0, NULL) == 1;
   if (!ok) {
-    snprintf(e->reason, sizeof(e->reason), "peer certificate (%.100s) does not match server name %.100s",
+    snprintf(e->reason, sizeof(e->reason),
+             "peer certificate (%.100s) does not match server name %.100s",
              leaf_label(leaf, label, sizeof(label)), e->server_name);
     *out_alert = SSL_AD_BAD_CERTIFICATE;
   }
@@ -339,7 +337,9 @@ int kh_tls_engine_step(kh_tls_engine *e, const uint8_t *in, size_t in_len, size_
   return drain_output(e, out, err);
 }
 
-int kh_tls_engine_done(const kh_tls_engine *e) { return e->done; }
+int kh_tls_engine_done(const kh_tls_engine *e) {
+  return e->done;
+}
 
 int kh_tls_engine_result(kh_tls_engine *e, kh_tls_result *out, kh_error *err) {
   memset(out, 0, sizeof(*out));

@@ -26,30 +26,30 @@ typedef enum { KH_TLS_CLIENT = 0, KH_TLS_SERVER = 1 } kh_tls_side;
 
 typedef struct {
   kh_tls_side side;
-  kh_identity *identity;     /* local identity; the engine takes a reference */
+  kh_identity *identity; /* local identity; the engine takes a reference */
   const char *alpn[KH_MAX_ALPN];
-  size_t alpn_count;          /* 0: no ALPN */
-  uint32_t allowed_suites;    /* KH_SUITE_BIT mask; 0 means all three */
-  const char *server_name;    /* client: SNI and hostname check; NULL/"" = none */
+  size_t alpn_count;       /* 0: no ALPN */
+  uint32_t allowed_suites; /* KH_SUITE_BIT mask; 0 means all three */
+  const char *server_name; /* client: SNI and hostname check; NULL/"" = none */
   const char *expect_peers[KH_MAX_EXPECT_PEERS]; /* client: allowed peer names */
   size_t expect_peer_count;
 } kh_tls_config;
 
 typedef struct {
-  int tls_version;            /* 0x0304 */
+  int tls_version; /* 0x0304 */
   kh_suite suite;
   uint8_t in_secret[KH_MAX_SECRET_LEN];  /* peer's application traffic secret 0 */
   uint8_t out_secret[KH_MAX_SECRET_LEN]; /* ours */
   size_t secret_len;
-  uint64_t in_sequence;       /* next record sequence numbers, after flushes */
+  uint64_t in_sequence; /* next record sequence numbers, after flushes */
   uint64_t out_sequence;
-  char peer_name[512];        /* peer's SPIFFE ID, else first DNS SAN */
+  char peer_name[512]; /* peer's SPIFFE ID, else first DNS SAN */
   int peer_name_is_spiffe;
-  char local_name[512];       /* local identity name, same rule */
+  char local_name[512]; /* local identity name, same rule */
   int local_name_is_spiffe;
-  uint8_t peer_fingerprint[KH_SHA256_LEN];  /* SHA-256 of leaf DER */
+  uint8_t peer_fingerprint[KH_SHA256_LEN]; /* SHA-256 of leaf DER */
   uint8_t local_fingerprint[KH_SHA256_LEN];
-  char alpn[256];             /* negotiated ALPN, "" if none */
+  char alpn[256]; /* negotiated ALPN, "" if none */
   int resumed;
 } kh_tls_result;
 
@@ -64,8 +64,8 @@ void kh_tls_engine_free(kh_tls_engine *e);
  * handshake record are left unconsumed. Returns 1 if the handshake is still in
  * progress or finished (see kh_tls_engine_done), 0 on failure with |err| set
  * (KH_ERR_HANDSHAKE with the reason; |out| may hold an alert to forward). */
-int kh_tls_engine_step(kh_tls_engine *e, const uint8_t *in, size_t in_len,
-                       size_t *out_consumed, kh_buf *out, kh_error *err);
+int kh_tls_engine_step(kh_tls_engine *e, const uint8_t *in, size_t in_len, size_t *out_consumed,
+                       kh_buf *out, kh_error *err);
 
 /* kh_tls_engine_done is 1 once the handshake has completed. */
 int kh_tls_engine_done(const kh_tls_engine *e);

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential pkg-config meson ninja-build clang llvm lld libclang-rt-14-dev
+  build-essential pkg-config meson ninja-build clang llvm libclang-rt-14-dev
   clang-format
   libgrpc-dev libgrpc29 protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
   android-libboringssl-dev android-libboringssl

@@ -51,12 +51,18 @@ typedef struct {
 
 static int parse(int argc, char **argv, options *o) {
   static const struct option opts[] = {
-      {"sidecar", required_argument, NULL, 's'},     {"identity", required_argument, NULL, 'i'},
-      {"expect-peer", required_argument, NULL, 'p'}, {"alpn", required_argument, NULL, 'a'},
-      {"servername", required_argument, NULL, 'n'},  {"listen", required_argument, NULL, 'l'},
-      {"echo", no_argument, NULL, 'e'},              {"once", no_argument, NULL, 'o'},
-      {"key-update", no_argument, NULL, 'k'},        {"timeout", required_argument, NULL, 't'},
-      {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
+      {"sidecar", required_argument, NULL, 's'},
+      {"identity", required_argument, NULL, 'i'},
+      {"expect-peer", required_argument, NULL, 'p'},
+      {"alpn", required_argument, NULL, 'a'},
+      {"servername", required_argument, NULL, 'n'},
+      {"listen", required_argument, NULL, 'l'},
+      {"echo", no_argument, NULL, 'e'},
+      {"once", no_argument, NULL, 'o'},
+      {"key-update", no_argument, NULL, 'k'},
+      {"timeout", required_argument, NULL, 't'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
   };
   memset(o, 0, sizeof(*o));
   o->sidecar = getenv("KEYHOLD_SIDECAR");

@@ -15,7 +15,9 @@
 
 #define DAYS 30
 
-static EVP_PKEY *new_p256(void) { return EVP_EC_gen("P-256"); }
+static EVP_PKEY *new_p256(void) {
+  return EVP_EC_gen("P-256");
+}
 
 static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
   X509V3_CTX ctx;
@@ -29,8 +31,7 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
 
 /* make_cert signs a certificate for |key| with |ca_key| (self-signed when
  * |ca| is NULL). |san| is NULL for the CA. */
-static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *ca, EVP_PKEY *ca_key,
-                       const char *san) {
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *ca, EVP_PKEY *ca_key, const char *san) {
   X509 *x = X509_new();
   if (x == NULL) return NULL;
   unsigned char serial[16];
@@ -42,12 +43,13 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *ca, EVP_PKEY *ca_key
   ok = ok && bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
   BN_free(bn);
   X509_NAME *name = X509_NAME_new();
-  ok = ok && X509_set_version(x, 2) &&
-       X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) &&
-       X509_set_subject_name(x, name) &&
-       X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : name) &&
-       X509_gmtime_adj(X509_getm_notBefore(x), -3600) &&
-       X509_gmtime_adj(X509_getm_notAfter(x), 60L * 60 * 24 * DAYS) && X509_set_pubkey(x, key);
+  ok =
+      ok && X509_set_version(x, 2) &&
+      X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) &&
+      X509_set_subject_name(x, name) &&
+      X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : name) &&
+      X509_gmtime_adj(X509_getm_notBefore(x), -3600) &&
+      X509_gmtime_adj(X509_getm_notAfter(x), 60L * 60 * 24 * DAYS) && X509_set_pubkey(x, key);
   X509_NAME_free(name);
   X509 *issuer = ca ? ca : x;
   if (san == NULL) {
@@ -127,9 +129,8 @@ int kh_pki_init(const char *dir, char *msg, size_t msg_len) {
   if (!ok) snprintf(msg, msg_len, "cannot create the development CA in %s", dir);
   ok = ok &&
        write_identity(dir, "client", "URI:spiffe://example.org/client", ca, ca_key, msg, msg_len) &&
-       write_identity(dir, "server",
-                      "URI:spiffe://example.org/server,DNS:localhost,IP:127.0.0.1", ca, ca_key,
-                      msg, msg_len);
+       write_identity(dir, "server", "URI:spiffe://example.org/server,DNS:localhost,IP:127.0.0.1",
+                      ca, ca_key, msg, msg_len);
   X509_free(ca);
   EVP_PKEY_free(ca_key);
   return ok;

@@ -88,9 +88,12 @@ static int run(kh_channel *ch, const char *method, kh_buf *msgs, size_t n, int c
 int main(int argc, char **argv) {
   const char *sock = NULL, *expect = NULL, *which = NULL;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) sock = argv[++i];
-    else if (strcmp(argv[i], "--expect") == 0 && i + 1 < argc) expect = argv[++i];
-    else which = argv[i];
+    if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+      sock = argv[++i];
+    else if (strcmp(argv[i], "--expect") == 0 && i + 1 < argc)
+      expect = argv[++i];
+    else
+      which = argv[i];
   }
   if (sock == NULL || expect == NULL || which == NULL) {
     fprintf(stderr, "usage: s2a_raw --socket PATH --expect CODE CASE\n");

@@ -14,10 +14,14 @@ static inline size_t kh_unhex(const char *hex, uint8_t *out, size_t cap) {
   for (const char *p = hex; *p; p++) {
     int v;
     if (*p == ' ') continue;
-    if (*p >= '0' && *p <= '9') v = *p - '0';
-    else if (*p >= 'a' && *p <= 'f') v = *p - 'a' + 10;
-    else if (*p >= 'A' && *p <= 'F') v = *p - 'A' + 10;
-    else return (size_t)-1;
+    if (*p >= '0' && *p <= '9')
+      v = *p - '0';
+    else if (*p >= 'a' && *p <= 'f')
+      v = *p - 'a' + 10;
+    else if (*p >= 'A' && *p <= 'F')
+      v = *p - 'A' + 10;
+    else
+      return (size_t)-1;
     if (hi < 0) {
       hi = v;
     } else {

@@ -10,8 +10,12 @@
 
 static char g_pki[256];
 
-static void setup(void) { ck_assert(kh_test_pki(g_pki, sizeof(g_pki), "rsa ed25519 p384")); }
-static void teardown(void) { kh_test_rmtree(g_pki); }
+static void setup(void) {
+  ck_assert(kh_test_pki(g_pki, sizeof(g_pki), "rsa ed25519 p384"));
+}
+static void teardown(void) {
+  kh_test_rmtree(g_pki);
+}
 
 /* sh runs a shell command in which every '@' stands for the PKI directory. */
 static void sh(const char *tmpl, const char *dir) {
@@ -54,7 +58,8 @@ START_TEST(test_sole_identity_is_default_and_hidden_entries_skipped) {
   char dir[512];
   kh_error err;
   snprintf(dir, sizeof(dir), "%s/one", g_pki);
-  sh("mkdir -p @/one/..data @/one/.hidden && cp -r @/ids/client @/one/ && touch @/one/README", g_pki);
+  sh("mkdir -p @/one/..data @/one/.hidden && cp -r @/ids/client @/one/ && touch @/one/README",
+     g_pki);
   kh_identity_store *s = kh_identity_store_load(dir, &err);
   ck_assert_msg(s != NULL, "%s", err.msg);
   kh_identity *id = kh_identity_store_find(s, "", &err);
@@ -67,12 +72,15 @@ END_TEST
 START_TEST(test_sec1_and_pkcs1_keys) {
   kh_error err;
   char dir[512];
-  sh("cp -r @/ids/p384 @/sec1 && openssl ec -in @/ids/p384/tls.key -out @/sec1/tls.key 2>/dev/null", g_pki);
+  sh("cp -r @/ids/p384 @/sec1 && openssl ec -in @/ids/p384/tls.key -out @/sec1/tls.key 2>/dev/null",
+     g_pki);
   snprintf(dir, sizeof(dir), "%s/sec1", g_pki);
   kh_identity *id = kh_identity_load(dir, &err);
   ck_assert_msg(id != NULL, "SEC1: %s", err.msg);
   kh_identity_unref(id);
-  sh("cp -r @/ids/rsa @/pkcs1 && openssl rsa -traditional -in @/ids/rsa/tls.key -out @/pkcs1/tls.key 2>/dev/null", g_pki);
+  sh("cp -r @/ids/rsa @/pkcs1 && openssl rsa -traditional -in @/ids/rsa/tls.key -out "
+     "@/pkcs1/tls.key 2>/dev/null",
+     g_pki);
   snprintf(dir, sizeof(dir), "%s/pkcs1/tls.key", g_pki);
   FILE *f = fopen(dir, "r");
   char line[64] = "";

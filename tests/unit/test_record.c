@@ -53,7 +53,8 @@ START_TEST(test_round_trip_each_suite) {
     make_pair(&p, (kh_suite)s, 0);
     kh_buf wire = KH_BUF_INIT, app = KH_BUF_INIT, back = KH_BUF_INIT;
     kh_error err;
-    ck_assert(kh_record_seal(p.a, KH_CT_APPLICATION_DATA, (const uint8_t *)"hello", 5, &wire, &err));
+    ck_assert(
+        kh_record_seal(p.a, KH_CT_APPLICATION_DATA, (const uint8_t *)"hello", 5, &wire, &err));
     ck_assert_uint_eq(wire.len, 5 + 5 + 1 + 16);
     ck_assert_uint_eq(wire.data[0], 23);
     ck_assert(deliver(p.b, &wire, &app, &back, &err));
@@ -257,7 +258,8 @@ START_TEST(test_sequence_overflow_refused) {
   kh_buf wire = KH_BUF_INIT, app = KH_BUF_INIT, back = KH_BUF_INIT;
   kh_error err;
   ck_assert(kh_record_seal(p.a, KH_CT_APPLICATION_DATA, (const uint8_t *)"last", 4, &wire, &err));
-  ck_assert(!kh_record_seal(p.a, KH_CT_APPLICATION_DATA, (const uint8_t *)"one more", 8, &wire, &err));
+  ck_assert(
+      !kh_record_seal(p.a, KH_CT_APPLICATION_DATA, (const uint8_t *)"one more", 8, &wire, &err));
   ck_assert_int_eq(err.code, KH_ERR_SEQ_OVERFLOW);
   ck_assert(deliver(p.b, &wire, &app, &back, &err)); /* the last one still opens */
   ck_assert_mem_eq(app.data, "last", 4);

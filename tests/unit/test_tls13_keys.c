@@ -14,9 +14,9 @@ static void check_keys(const char *secret_hex, const char *key_hex, const char *
   ck_assert_uint_eq(kh_unhex(secret_hex, secret, sizeof(secret)), 32);
   ck_assert_uint_eq(kh_unhex(key_hex, want_key, sizeof(want_key)), 16);
   ck_assert_uint_eq(kh_unhex(iv_hex, want_iv, sizeof(want_iv)), 12);
-  ck_assert_msg(kh_tls13_traffic_keys(KH_SUITE_AES_128_GCM_SHA256, secret, 32, key, &key_len, iv,
-                                      &err),
-                "%s", err.msg);
+  ck_assert_msg(
+      kh_tls13_traffic_keys(KH_SUITE_AES_128_GCM_SHA256, secret, 32, key, &key_len, iv, &err), "%s",
+      err.msg);
   ck_assert_uint_eq(key_len, 16);
   ck_assert_mem_eq(key, want_key, 16);
   ck_assert_mem_eq(iv, want_iv, 12);
@@ -44,7 +44,8 @@ START_TEST(test_key_lengths_per_suite) {
   uint8_t secret[48] = {1}, key[KH_AEAD_MAX_KEY], iv[KH_AEAD_IV_LEN];
   size_t key_len;
   kh_error err;
-  ck_assert(kh_tls13_traffic_keys(KH_SUITE_AES_256_GCM_SHA384, secret, 48, key, &key_len, iv, &err));
+  ck_assert(
+      kh_tls13_traffic_keys(KH_SUITE_AES_256_GCM_SHA384, secret, 48, key, &key_len, iv, &err));
   ck_assert_uint_eq(key_len, 32);
   ck_assert(kh_tls13_traffic_keys(KH_SUITE_CHACHA20_POLY1305_SHA256, secret, 32, key, &key_len, iv,
                                   &err));
@@ -76,7 +77,8 @@ START_TEST(test_label_too_long_rejected) {
   memset(label, 'a', sizeof(label) - 1);
   label[sizeof(label) - 1] = '\0';
   kh_error err;
-  ck_assert(!kh_hkdf_expand_label(KH_SUITE_AES_128_GCM_SHA256, s, 32, label, NULL, 0, out, 16, &err));
+  ck_assert(
+      !kh_hkdf_expand_label(KH_SUITE_AES_128_GCM_SHA256, s, 32, label, NULL, 0, out, 16, &err));
   ck_assert_int_eq(err.code, KH_ERR_INVALID_ARGUMENT);
 }
 END_TEST

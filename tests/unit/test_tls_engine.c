@@ -157,11 +157,11 @@ START_TEST(test_coalesced_trailing_bytes_not_consumed) {
   kh_buf c2s = KH_BUF_INIT, s2c = KH_BUF_INIT;
   kh_error err;
   size_t used;
-  ck_assert(kh_tls_engine_step(c, NULL, 0, &used, &c2s, &err));                  /* CH */
-  ck_assert(kh_tls_engine_step(s, c2s.data, c2s.len, &used, &s2c, &err));        /* SH.. */
+  ck_assert(kh_tls_engine_step(c, NULL, 0, &used, &c2s, &err));           /* CH */
+  ck_assert(kh_tls_engine_step(s, c2s.data, c2s.len, &used, &s2c, &err)); /* SH.. */
   ck_assert_uint_eq(used, c2s.len);
   kh_buf_reset(&c2s);
-  ck_assert(kh_tls_engine_step(c, s2c.data, s2c.len, &used, &c2s, &err));        /* Fin */
+  ck_assert(kh_tls_engine_step(c, s2c.data, s2c.len, &used, &c2s, &err)); /* Fin */
   ck_assert_uint_eq(used, s2c.len);
   ck_assert(kh_tls_engine_done(c));
   size_t flight = c2s.len;
@@ -264,8 +264,8 @@ START_TEST(test_suite_restriction_enforced) {
   kh_error err;
   kh_tls_engine *c = kh_tls_engine_new(&cfg, &err);
   kh_tls_config scfg = {.side = KH_TLS_SERVER, .identity = find("spiffe://example.org/server")};
-  scfg.allowed_suites = KH_SUITE_BIT(KH_SUITE_AES_128_GCM_SHA256) |
-                        KH_SUITE_BIT(KH_SUITE_AES_256_GCM_SHA384);
+  scfg.allowed_suites =
+      KH_SUITE_BIT(KH_SUITE_AES_128_GCM_SHA256) | KH_SUITE_BIT(KH_SUITE_AES_256_GCM_SHA384);
   kh_tls_engine *s = kh_tls_engine_new(&scfg, &err);
   kh_error cerr = {0}, serr = {0};
   ck_assert(!run_handshake(c, s, 0, &cerr, &serr));

@@ -15,8 +15,7 @@ static inline int kh_test_pki(char *out, size_t out_len, const char *keytypes) {
   if (script == NULL || mkdtemp(tmpl) == NULL) return 0;
   snprintf(out, out_len, "%s", tmpl);
   char cmd[1024];
-  snprintf(cmd, sizeof(cmd), "KEYTYPES='%s' bash '%s' '%s'", keytypes ? keytypes : "", script,
-           out);
+  snprintf(cmd, sizeof(cmd), "KEYTYPES='%s' bash '%s' '%s'", keytypes ? keytypes : "", script, out);
   return system(cmd) == 0;
 }
 
