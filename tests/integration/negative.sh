@@ -33,6 +33,16 @@ echo hi | timeout 10 "$KEYHOLD" connect --sidecar "$T/kd.sock" --identity spiffe
 grep -q "peer spiffe://example.org/server is not one of the 1 expected peers" "$T/c3.err" \
   && pass "expect-peer mismatch: reason names the peer" || fail "expect-peer reason: $(cat "$T/c3.err")"
 
+# 3b. No expected peers: the server name is checked against the DNS/IP SANs.
+echo hi | timeout 10 "$KEYHOLD" connect --sidecar "$T/kd.sock" --identity spiffe://example.org/client \
+  --servername wrong.example.org "127.0.0.1:$PORT" >/dev/null 2>"$T/c3b.err" \
+  && fail "server name mismatch accepted" || pass "server name mismatch: connect failed"
+grep -q "does not match server name wrong.example.org" "$T/c3b.err" \
+  && pass "server name mismatch: reason names the server name" || fail "server name reason: $(cat "$T/c3b.err")"
+echo hi | timeout 10 "$KEYHOLD" connect --sidecar "$T/kd.sock" --identity spiffe://example.org/client \
+  "127.0.0.1:$PORT" >"$T/c3c.out" 2>"$T/c3c.err" && grep -q "^hi" "$T/c3c.out" \
+  && pass "IP literal checked against the IP SAN and accepted" || fail "IP SAN: $(cat "$T/c3c.err")"
+
 # 4. Unknown local identity.
 echo hi | timeout 10 "$KEYHOLD" connect --sidecar "$T/kd.sock" --identity spiffe://example.org/nobody \
   "127.0.0.1:$PORT" >/dev/null 2>"$T/c4.err" && fail "unknown identity accepted" || pass "unknown identity: connect failed"
