@@ -42,3 +42,8 @@ if [ "${KEYHOLD_SANITIZE:-1}" = 1 ]; then
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     meson test -C "$asan" --print-errorlogs --num-processes 2
 fi
+
+# Every libFuzzer target, briefly (tools/fuzz.sh SECONDS runs them longer).
+if [ "${KEYHOLD_FUZZ_SECONDS:-20}" != 0 ]; then
+  bash tools/fuzz.sh "${KEYHOLD_FUZZ_SECONDS:-20}"
+fi
