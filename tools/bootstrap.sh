@@ -27,6 +27,9 @@ if [ "$mode" = demo ]; then
 fi
 meson test -C "$build" --print-errorlogs --num-processes 2
 
+# Benchmarks run once, briefly, so they keep working (numbers not judged).
+"$build/bench/record_bench" 0.02
+
 # The same suite again, built by clang (so both compilers must stay
 # warning-free) with AddressSanitizer + UndefinedBehaviorSanitizer (leaks
 # included: keyholdd's clean exit after SIGTERM is checked by tests).
