@@ -14,9 +14,6 @@ void *kh_secret_alloc(size_t len) {
   void *p = calloc(1, len);
   if (p == NULL) return NULL;
   (void)mlock(p, len); /* best effort; see header */
-#ifdef MADV_DONTDUMP
-  /* madvise needs page alignment; only whole pages inside the block. */
-#endif
   return p;
 }
 

@@ -3,8 +3,9 @@
  * kh_wipe() zeroes memory in a way the compiler may not elide. Every buffer
  * that held a key, traffic secret or token is wiped with it before release.
  * kh_secret_alloc() returns zeroed memory that is mlock()ed (best effort: if
- * the lock limit is reached the memory is still usable and still wiped) and
- * excluded from core dumps; kh_secret_free() wipes, unlocks and frees. */
+ * the lock limit is reached the memory is still usable and still wiped);
+ * kh_secret_free() wipes, unlocks and frees. Core dumps are a process-wide
+ * matter: keyholdd turns them off with PR_SET_DUMPABLE at start. */
 #ifndef KH_SECRET_H
 #define KH_SECRET_H
 

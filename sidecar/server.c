@@ -371,6 +371,7 @@ int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_e
 
   while (!*stop) drain(&srv, 0);
 
+  /* live_calls counts the two armed requests (one per kind) too. */
   kh_log(KH_LOG_INFO, "shutting down: cancelling %ld in-flight calls",
          srv.live_calls > 2 ? srv.live_calls - 2 : 0);
   srv.shutting_down = 1;
