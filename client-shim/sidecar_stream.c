@@ -50,14 +50,20 @@ kh_channel *kh_channel_new(const char *socket_path, kh_error *err) {
   grpc_init();
   /* Keep the reconnect backoff short: after a sidecar restart, new
    * handshakes should find it again within a second. */
-  grpc_arg args[2];
+  grpc_arg args[3];
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
   args[0].value.integer = 1000;
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
   args[1].value.integer = 100;
-  grpc_channel_args chargs = {2, args};
+  /* A handshake stream is not idempotent to replay against a restarted
+   * sidecar, and a retried call on a dead transport waits out its whole
+   * deadline: fail fast instead and let the next handshake reconnect. */
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = GRPC_ARG_ENABLE_RETRIES;
+  args[2].value.integer = 0;
+  grpc_channel_args chargs = {3, args};
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
   ch->channel = grpc_channel_create(target, creds, &chargs);
   grpc_channel_credentials_release(creds);
@@ -92,6 +98,26 @@ static int run_batch(kh_stream *s, const grpc_op *ops, size_t n, kh_error *err) 
   return ev.success ? 1 : 2; /* 2: the op failed (stream ended) */
 }
 
+/* wait_ready waits (at most |ms|) for the channel to reach READY, asking it
+ * to connect. A channel whose sidecar died keeps failing to reconnect and a
+ * fail-fast call on it may otherwise wait for its whole deadline; this turns
+ * "sidecar down" into a prompt UNAVAILABLE and still lets a restarted sidecar
+ * be found within one reconnect backoff (at most 1 s). */
+static int wait_ready(kh_stream *s, int ms) {
+  gpr_timespec until =
+      gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(ms, GPR_TIMESPAN));
+  if (gpr_time_cmp(until, s->deadline) > 0) until = s->deadline;
+  for (;;) {
+    grpc_connectivity_state st = grpc_channel_check_connectivity_state(s->ch->channel, 1);
+    if (st == GRPC_CHANNEL_READY) return 1;
+    if (st == GRPC_CHANNEL_SHUTDOWN) return 0;
+    grpc_channel_watch_connectivity_state(s->ch->channel, st, until, s->cq, &s->ch);
+    grpc_event ev =
+        grpc_completion_queue_pluck(s->cq, &s->ch, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (!ev.success) return 0; /* timed out in a state other than READY */
+  }
+}
+
 kh_stream *kh_stream_open(kh_channel *ch, const char *method, int timeout_ms, kh_error *err) {
   kh_stream *s = calloc(1, sizeof(*s));
   if (s == NULL) {
@@ -106,6 +132,11 @@ kh_stream *kh_stream_open(kh_channel *ch, const char *method, int timeout_ms, kh
   grpc_metadata_array_init(&s->initial_md);
   grpc_metadata_array_init(&s->trailing_md);
   s->status_details = grpc_empty_slice();
+  if (!wait_ready(s, 1500)) {
+    kh_err(err, KH_ERR_UNAVAILABLE, "sidecar unavailable at %s: cannot connect", ch->path);
+    kh_stream_close(s, 0);
+    return NULL;
+  }
   grpc_slice m = grpc_slice_from_static_string(method);
   s->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, m, NULL,
                                      s->deadline, NULL);
