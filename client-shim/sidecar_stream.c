@@ -166,12 +166,25 @@ static void status_op(kh_stream *s, grpc_op *op) {
   op->data.recv_status_on_client.status_details = &s->status_details;
 }
 
-/* status_error turns the call's final status into |err|. */
+/* status_error turns the call's final status into |err|. It is called once
+ * an op failed or the sidecar ended the stream, so the status is due at once;
+ * after a broken transport (sidecar killed) gRPC may only deliver it at the
+ * call's deadline, so the wait is bounded and the call cancelled after it. */
 static int status_error(kh_stream *s, kh_error *err) {
   if (!s->finished) {
     grpc_op op;
     status_op(s, &op);
-    if (run_batch(s, &op, 1, err) == 0) return 0;
+    if (grpc_call_start_batch(s->call, &op, 1, s, NULL) != GRPC_CALL_OK)
+      return kh_err(err, KH_ERR_INTERNAL, "gRPC start_batch failed");
+    gpr_timespec soon =
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(1000, GPR_TIMESPAN));
+    if (gpr_time_cmp(soon, s->deadline) > 0) soon = s->deadline;
+    grpc_event ev = grpc_completion_queue_pluck(s->cq, s, soon, NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+      grpc_call_cancel_with_status(s->call, GRPC_STATUS_UNAVAILABLE,
+                                   "connection to the sidecar lost", NULL);
+      grpc_completion_queue_pluck(s->cq, s, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
     s->finished = 1;
   }
   char *details = grpc_slice_to_c_string(s->status_details);
