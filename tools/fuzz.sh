@@ -13,10 +13,10 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build" | tail -n 1
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_record fuzz_s2a_hs fuzz_s2a_session)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_record fuzz_s2a_hs fuzz_s2a_session fuzz_tls_engine fuzz_identity)
 export KH_TEST_PKI=$root/tests/make-test-pki.sh
 work=$(mktemp -d /tmp/kh-fuzz.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work" /tmp/kh-fuzz-*' EXIT # targets make their PKI under /tmp/kh-fuzz-*
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t"
   echo "fuzz: $t for ${secs}s"
