@@ -13,14 +13,16 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build" | tail -n 1
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_record fuzz_s2a_hs fuzz_s2a_session fuzz_tls_engine fuzz_identity)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_record fuzz_s2a_hs fuzz_s2a_session fuzz_tls_engine fuzz_identity fuzz_policy)
 export KH_TEST_PKI=$root/tests/make-test-pki.sh
 work=$(mktemp -d /tmp/kh-fuzz.XXXXXX)
 trap 'rm -rf "$work" /tmp/kh-fuzz-*' EXIT # targets make their PKI under /tmp/kh-fuzz-*
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t"
   echo "fuzz: $t for ${secs}s"
-  if ! "$build/fuzz/$t" -max_total_time="$secs" -print_final_stats=1 "$work/$t" "$root/fuzz/corpus/$t" \
+  dict=()
+  [ -f "$root/fuzz/${t#fuzz_}.dict" ] && dict=(-dict="$root/fuzz/${t#fuzz_}.dict")
+  if ! "$build/fuzz/$t" -max_total_time="$secs" -print_final_stats=1 "${dict[@]}" "$work/$t" "$root/fuzz/corpus/$t" \
       >"$work/$t.log" 2>&1; then
     tail -n 40 "$work/$t.log"
     echo "fuzz: $t FAILED"

@@ -8,7 +8,7 @@ PKGS=(
   clang-format
   libgrpc-dev libgrpc29 protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
   android-libboringssl-dev android-libboringssl
-  libssl-dev openssl libsodium-dev check libseccomp-dev
+  libssl-dev openssl libsodium-dev check libseccomp-dev libyaml-dev libcap-ng-dev
   curl nginx-light gnutls-bin iproute2 util-linux procps valgrind python3
 )
 

@@ -1,0 +1,100 @@
+/* policy.h: who may use which identity, and how (keyholdd's policy file).
+ *
+ * The file is YAML (see docs/POLICY.md for the schema). Without a file the
+ * built-in policy applies: only callers running as keyholdd's own uid may use
+ * any identity. Errors name the file, line, column and field:
+ *   policy.yaml:12:9: identities.web.callers.uids[1]: unknown user 'nobdy'
+ * Parsing is bounded (size, depth, node count); this is a fuzz target. */
+#ifndef KH_POLICY_H
+#define KH_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kh_error.h"
+#include "kh_tls.h"
+
+#define KH_TOKEN_HASH_LEN 32
+
+typedef struct {
+  uid_t uid;
+  gid_t gid;
+  pid_t pid;
+} kh_caller;
+
+typedef struct {
+  char **v;
+  size_t n;
+} kh_strlist;
+
+/* One identity's rules. |name| is the identity's directory name, or "*" for
+ * a rule that applies to every identity without a rule of its own. */
+typedef struct {
+  char *name;
+  unsigned line; /* where the rule starts, for messages */
+  uid_t *uids;
+  size_t n_uids;
+  gid_t *gids;
+  size_t n_gids;
+  uint8_t (*tokens)[KH_TOKEN_HASH_LEN]; /* SHA-256 of each token; plaintext wiped */
+  size_t n_tokens;
+  kh_strlist peer_spiffe_ids;    /* exact spiffe://td/path */
+  kh_strlist peer_trust_domains; /* spiffe://<td>/... */
+  kh_strlist peer_dns;           /* exact, or "*.suffix" (one leftmost label) */
+  kh_strlist alpn;               /* empty: any */
+  uint32_t suites;               /* KH_SUITE_BIT mask; 0: any */
+} kh_policy_rule;
+
+typedef struct {
+  char *file; /* NULL for the built-in policy */
+  char *socket_path;
+  char *identities_dir;
+  int socket_mode;  /* -1: default 0660 */
+  gid_t socket_gid; /* valid if has_socket_gid */
+  int has_socket_gid;
+  unsigned max_handshakes_per_caller; /* 0: unlimited */
+  unsigned handshake_timeout_ms;
+  char *ticket_keys_file;
+  kh_policy_rule *rules;
+  size_t n_rules;
+} kh_policy;
+
+#define KH_POLICY_DEFAULT_MAX_PER_CALLER 256u
+#define KH_POLICY_DEFAULT_TIMEOUT_MS 10000u
+
+/* kh_policy_builtin: the secure default (only |self| may use identities). */
+kh_policy *kh_policy_builtin(uid_t self);
+
+/* kh_policy_load parses |path|. |err| carries "path:line:col: field: reason". */
+kh_policy *kh_policy_load(const char *path, kh_error *err);
+
+/* kh_policy_parse parses |len| bytes named |name| in messages (tests, fuzzing). */
+kh_policy *kh_policy_parse(const char *name, const char *data, size_t len, kh_error *err);
+
+void kh_policy_free(kh_policy *p);
+
+/* kh_policy_rule_for returns the rule for identity directory |name| (its own
+ * or the "*" rule), or NULL if no rule names it. */
+const kh_policy_rule *kh_policy_rule_for(const kh_policy *p, const char *name);
+
+/* kh_policy_authorize: may |caller|, presenting |tokens|, use identity |name|?
+ * Granted by uid, by primary gid, or by a token (constant-time compared).
+ * Refusal: KH_ERR_PERMISSION_DENIED naming the uid and identity. */
+int kh_policy_authorize(const kh_policy *p, const char *name, const kh_caller *caller,
+                        const char *const *tokens, size_t n_tokens, kh_error *err);
+
+/* kh_policy_admits: is |caller| granted any identity at all (by uid or
+ * gid, or could it be by a token)? Decided at accept time. */
+int kh_policy_admits(const kh_policy *p, const kh_caller *caller);
+
+/* kh_policy_peer_allowed: does a verified peer (SPIFFE ID and/or DNS SANs)
+ * satisfy the rule's peer lists? Empty lists allow any verified peer. */
+int kh_policy_peer_allowed(const kh_policy_rule *r, const char *spiffe_id, char *const *dns,
+                           size_t n_dns);
+
+/* kh_dns_match: |pattern| is a hostname or "*.suffix"; case-insensitive.
+ * "*" matches exactly one leftmost label. */
+int kh_dns_match(const char *pattern, const char *name);
+
+#endif /* KH_POLICY_H */
