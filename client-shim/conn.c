@@ -36,7 +36,15 @@ struct kh_conn {
   const char *suite_name;
   uint64_t connection_id;
   int resumed;
+  /* Client side: NewSessionTicket messages not yet handed to the sidecar. */
+  kh_client *kc;
+  kh_buf tickets[KH_S2A_MAX_TICKETS];
+  size_t n_tickets;
+  char token[256]; /* access token for the ticket request ("" = none) */
+  int token_set;
 };
+
+#define KH_TICKET_TIMEOUT_MS 1000
 
 kh_client *kh_client_new(const char *sidecar_socket_path, kh_error *err) {
   if (sidecar_socket_path == NULL || sidecar_socket_path[0] == '\0') {
@@ -108,12 +116,48 @@ static ssize_t read_some(int fd, uint8_t *buf, size_t len, const struct timespec
 
 /* --- handshake ----------------------------------------------------------- */
 
-static kh_conn *conn_from_result(int fd, const kh_s2a_hs *hs, kh_error *err) {
+/* on_ticket keeps a NewSessionTicket message for the sidecar (the first
+ * KH_S2A_MAX_TICKETS per read; a peer sends one or two). */
+static void on_ticket(void *arg, const uint8_t *msg, size_t len) {
+  kh_conn *c = arg;
+  if (c->n_tickets == KH_S2A_MAX_TICKETS) return;
+  kh_buf_reset(&c->tickets[c->n_tickets]);
+  if (kh_buf_append(&c->tickets[c->n_tickets], msg, len)) c->n_tickets++;
+}
+
+/* send_tickets hands collected tickets to the sidecar (S2A resumption_ticket
+ * on a new stream), bounded by KH_TICKET_TIMEOUT_MS. Resumption is an
+ * optimisation: a failure is dropped, the connection is unaffected. */
+static void send_tickets(kh_conn *c) {
+  if (c->n_tickets == 0) return;
+  kh_buf req = KH_BUF_INIT, resp = KH_BUF_INIT;
+  kh_error err;
+  kh_stream *st = NULL;
+  int ok = kh_s2a_ticket_req(c->connection_id, c->local, c->token_set ? c->token : NULL, c->tickets,
+                             c->n_tickets, &req, &err) &&
+           (st = kh_stream_open(c->kc->channel, KH_S2A_METHOD, KH_TICKET_TIMEOUT_MS, &err)) &&
+           kh_stream_send(st, req.data, req.len, &err) && kh_stream_recv(st, &resp, &err) &&
+           kh_s2a_ticket_resp(resp.data, resp.len, &err);
+  (void)ok;
+  kh_stream_close(st, 0);
+  for (size_t i = 0; i < c->n_tickets; i++) kh_buf_free(&c->tickets[i]);
+  c->n_tickets = 0;
+  kh_buf_free(&req);
+  kh_buf_free(&resp);
+}
+
+static kh_conn *conn_from_result(kh_client *kc, int fd, const kh_s2a_hs *hs, int is_client,
+                                 const kh_handshake_opts *opts, kh_error *err) {
   const kh_s2a_result *r = kh_s2a_hs_result(hs);
   kh_conn *c = calloc(1, sizeof(*c));
   if (c == NULL) {
     kh_err(err, KH_ERR_NOMEM, "out of memory");
     return NULL;
+  }
+  if (is_client) c->kc = kc;
+  if (opts->access_token != NULL) {
+    snprintf(c->token, sizeof(c->token), "%s", opts->access_token);
+    c->token_set = 1;
   }
   kh_record_config rc = {
       .suite = r->suite,
@@ -122,9 +166,9 @@ static kh_conn *conn_from_result(int fd, const kh_s2a_hs *hs, kh_error *err) {
       .secret_len = r->secret_len,
       .read_seq = r->in_sequence,
       .write_seq = r->out_sequence,
-      /* Session tickets are accepted and dropped; resumption (sending them
-       * back to the sidecar) is a later step. */
-      .on_ticket = NULL,
+      /* A client's session tickets go back to the sidecar for resumption. */
+      .on_ticket = is_client ? on_ticket : NULL,
+      .ticket_arg = c,
   };
   c->fd = fd;
   c->rec = kh_record_new(&rc, err);
@@ -204,7 +248,7 @@ static kh_conn *handshake(kh_client *kc, int fd, const kh_handshake_opts *opts, 
   if (ok)
     ok = (st = kh_stream_open(kc->channel, KH_S2A_METHOD, (int)ms_left(&deadline), err)) != NULL;
   if (ok) ok = exchange(st, hs, fd, &req, &deadline, err);
-  if (ok) c = conn_from_result(fd, hs, err);
+  if (ok) c = conn_from_result(kc, fd, hs, is_client, opts, err);
   kh_stream_close(st, !ok);
   kh_buf_free(&req);
   kh_s2a_hs_free(hs);
@@ -242,6 +286,7 @@ ssize_t kh_conn_read(kh_conn *c, void *buf, size_t len, kh_error *err) {
       size_t used = 0;
       int ok = kh_record_open(c->rec, c->in.data, c->in.len, &used, &c->app, &c->out, err);
       kh_buf_consume(&c->in, used);
+      send_tickets(c);
       kh_error werr;
       flush_out(c, ok ? err : &werr); /* KeyUpdate answer or our alert */
       if (!ok) {
@@ -292,6 +337,8 @@ void kh_conn_free(kh_conn *c) {
   kh_buf_free(&c->in);
   kh_buf_free(&c->app);
   kh_buf_free(&c->out);
+  for (size_t i = 0; i < c->n_tickets; i++) kh_buf_free(&c->tickets[i]);
+  kh_wipe(c->token, sizeof(c->token));
   free(c);
 }
 

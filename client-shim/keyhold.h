@@ -46,6 +46,8 @@ typedef struct kh_client kh_client;
  * connect yet: an unreachable sidecar is reported by the first handshake as
  * KH_ERR_UNAVAILABLE. */
 kh_client *kh_client_new(const char *sidecar_socket_path, kh_error *err);
+/* A client connection uses |kc| to hand the peer's session tickets back to
+ * the sidecar (for resumption): free |kc| after its connections. */
 void kh_client_free(kh_client *kc);
 
 #define KH_MAX_PEERS 16
@@ -66,6 +68,10 @@ typedef struct {
   const char *server_name;
   /* Whole-handshake deadline in milliseconds; 0: 10 s. */
   int timeout_ms;
+  /* Access token the sidecar's policy may grant identities to (sent as an
+   * S2A auth_mechanisms token). NULL: the S2A_ACCESS_TOKEN environment
+   * variable if set, like the reference S2A client; "": send none. */
+  const char *access_token;
 } kh_handshake_opts;
 
 #define KH_HANDSHAKE_OPTS_INIT \

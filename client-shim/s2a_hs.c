@@ -50,6 +50,18 @@ static void set_identity(S2a__Proto__Identity *id, const char *name) {
   }
 }
 
+/* set_token attaches the access token (|token|, else $S2A_ACCESS_TOKEN). */
+static void set_token(S2a__Proto__SessionReq *r, S2a__Proto__AuthenticationMechanism *mech,
+                      S2a__Proto__AuthenticationMechanism **mechs, const char *token) {
+  s2a__proto__authentication_mechanism__init(mech);
+  if (token == NULL) token = getenv("S2A_ACCESS_TOKEN");
+  if (token == NULL || token[0] == '\0') return;
+  mech->mechanism_oneof_case = S2A__PROTO__AUTHENTICATION_MECHANISM__MECHANISM_ONEOF_TOKEN;
+  mech->token = (char *)token;
+  r->n_auth_mechanisms = 1;
+  r->auth_mechanisms = mechs;
+}
+
 static int pack_req(const S2a__Proto__SessionReq *r, kh_buf *out, kh_error *err) {
   size_t n = s2a__proto__session_req__get_packed_size(r);
   kh_buf_reset(out);
@@ -72,6 +84,9 @@ int kh_s2a_hs_start(kh_s2a_hs *hs, const uint8_t *first, size_t first_len, kh_bu
   S2a__Proto__Identity local, targets[KH_MAX_PEERS];
   S2a__Proto__Identity *target_ptrs[KH_MAX_PEERS], *local_ptrs[1];
   if (o->local_identity && o->local_identity[0]) set_identity(&local, o->local_identity);
+  /* The access token rides on the start request, where the sidecar decides. */
+  S2a__Proto__AuthenticationMechanism mech, *mechs[1] = {&mech};
+  set_token(&r, &mech, mechs, o->access_token);
   int ok;
   if (hs->is_client) {
     S2a__Proto__ClientSessionStartReq cs = S2A__PROTO__CLIENT_SESSION_START_REQ__INIT;
@@ -217,4 +232,40 @@ const kh_s2a_result *kh_s2a_hs_result(const kh_s2a_hs *hs) {
 
 const kh_buf *kh_s2a_hs_leftover(const kh_s2a_hs *hs) {
   return &hs->pending;
+}
+
+int kh_s2a_ticket_req(uint64_t connection_id, const char *local_identity, const char *token,
+                      const kh_buf *tickets, size_t n, kh_buf *req, kh_error *err) {
+  if (n == 0 || n > KH_S2A_MAX_TICKETS)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "1 to %d tickets per request", KH_S2A_MAX_TICKETS);
+  S2a__Proto__SessionReq r = S2A__PROTO__SESSION_REQ__INIT;
+  S2a__Proto__ResumptionTicketReq t = S2A__PROTO__RESUMPTION_TICKET_REQ__INIT;
+  S2a__Proto__Identity local;
+  ProtobufCBinaryData bytes[KH_S2A_MAX_TICKETS];
+  for (size_t i = 0; i < n; i++) {
+    bytes[i].data = tickets[i].data;
+    bytes[i].len = tickets[i].len;
+  }
+  t.n_in_bytes = n;
+  t.in_bytes = bytes;
+  t.connection_id = connection_id;
+  if (local_identity && local_identity[0]) {
+    set_identity(&local, local_identity);
+    t.local_identity = &local;
+  }
+  r.req_oneof_case = S2A__PROTO__SESSION_REQ__REQ_ONEOF_RESUMPTION_TICKET;
+  r.resumption_ticket = &t;
+  S2a__Proto__AuthenticationMechanism mech, *mechs[1] = {&mech};
+  set_token(&r, &mech, mechs, token);
+  return pack_req(&r, req, err);
+}
+
+int kh_s2a_ticket_resp(const uint8_t *resp, size_t len, kh_error *err) {
+  S2a__Proto__SessionResp *r = s2a__proto__session_resp__unpack(NULL, len, resp);
+  if (r == NULL) return kh_err(err, KH_ERR_PROTOCOL, "malformed SessionResp from the sidecar");
+  int ok = r->status == NULL || r->status->code == 0 ||
+           kh_err(err, r->status->code <= 16 ? (kh_code)r->status->code : KH_ERR_UNKNOWN,
+                  "sidecar: %s", r->status->details ? r->status->details : "");
+  s2a__proto__session_resp__free_unpacked(r, NULL);
+  return ok;
 }

@@ -55,4 +55,15 @@ int kh_s2a_hs_on_resp(kh_s2a_hs *hs, const uint8_t *resp, size_t resp_len, kh_bu
 const kh_s2a_result *kh_s2a_hs_result(const kh_s2a_hs *hs);
 const kh_buf *kh_s2a_hs_leftover(const kh_s2a_hs *hs);
 
+#define KH_S2A_MAX_TICKETS 8
+
+/* kh_s2a_ticket_req builds a resumption_ticket request: NewSessionTicket
+ * messages (header included) the peer sent on connection |connection_id|,
+ * for the sidecar's session cache. |token| NULL: $S2A_ACCESS_TOKEN. */
+int kh_s2a_ticket_req(uint64_t connection_id, const char *local_identity, const char *token,
+                      const kh_buf *tickets, size_t n, kh_buf *req, kh_error *err);
+
+/* kh_s2a_ticket_resp checks the sidecar's answer to it. */
+int kh_s2a_ticket_resp(const uint8_t *resp, size_t len, kh_error *err);
+
 #endif /* KH_S2A_HS_H */

@@ -40,7 +40,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  kh_s2a_session *s = kh_s2a_session_new(g_store);
+  static kh_s2a_env env;
+  env.store = g_store;
+  kh_s2a_session *s = kh_s2a_session_new(&env, NULL);
   kh_buf resp = KH_BUF_INIT;
   while (s != NULL && size >= 2) {
     size_t n = ((size_t)data[0] << 8) | data[1];

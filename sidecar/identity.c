@@ -25,11 +25,11 @@
 #include "kh_secret.h"
 
 #define KH_MAX_PEM_FILE (1u << 20) /* 1 MiB: far above any real chain or key */
-#define KH_MAX_IDENTITIES 256
 
 struct kh_identity_store {
   kh_identity *ids[KH_MAX_IDENTITIES];
   size_t count;
+  char *dir;
 };
 
 /* read_file reads a whole file (bounded) into |*out|; the caller frees it
@@ -289,7 +289,7 @@ kh_identity_store *kh_identity_store_load(const char *dir, kh_error *err) {
   qsort(names, n, sizeof(names[0]), cmp_names); /* deterministic order */
 
   kh_identity_store *store = calloc(1, sizeof(*store));
-  int ok = store != NULL;
+  int ok = store != NULL && (store->dir = strdup(dir)) != NULL;
   for (size_t i = 0; i < n; i++) {
     if (ok) {
       char path[4096];
@@ -317,6 +317,7 @@ kh_identity_store *kh_identity_store_load(const char *dir, kh_error *err) {
 void kh_identity_store_free(kh_identity_store *store) {
   if (store == NULL) return;
   for (size_t i = 0; i < store->count; i++) kh_identity_unref(store->ids[i]);
+  free(store->dir);
   free(store);
 }
 
@@ -341,4 +342,32 @@ kh_identity *kh_identity_store_find(const kh_identity_store *store, const char *
   }
   kh_err(err, KH_ERR_NOT_FOUND, "unknown local identity '%.200s'", name);
   return NULL;
+}
+
+const char *kh_identity_store_dir(const kh_identity_store *store) {
+  return store->dir;
+}
+
+int kh_identity_store_reload(kh_identity_store *store, const char *name, kh_error *err) {
+  if (name[0] == '.' || strchr(name, '/') != NULL)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "invalid identity name '%.100s'", name);
+  size_t i = 0;
+  while (i < store->count && strcmp(store->ids[i]->dir_name, name) != 0) i++;
+  if (i == store->count && i == KH_MAX_IDENTITIES)
+    return kh_err(err, KH_ERR_RESOURCE_EXHAUSTED, "more than %d identities", KH_MAX_IDENTITIES);
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s", store->dir, name);
+  kh_identity *id = kh_identity_load(path, err);
+  if (id == NULL) return 0;
+  if (i < store->count) {
+    int same = memcmp(id->leaf_fingerprint, store->ids[i]->leaf_fingerprint, KH_SHA256_LEN) == 0;
+    kh_identity_unref(store->ids[i]); /* in-flight handshakes keep their reference */
+    store->ids[i] = id;
+    kh_log(KH_LOG_INFO, "identity %s dir=%s name=%s",
+           same ? "reloaded (same certificate)" : "rotated", name, kh_identity_name(id));
+  } else {
+    store->ids[store->count++] = id;
+    kh_log(KH_LOG_INFO, "identity added dir=%s name=%s", name, kh_identity_name(id));
+  }
+  return 1;
 }

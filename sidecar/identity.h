@@ -17,6 +17,7 @@
 #include "kh_tls.h"
 
 #define KH_MAX_DNS_NAMES 32
+#define KH_MAX_IDENTITIES 256
 
 typedef struct kh_identity {
   char *dir_name;  /* sub-directory name, for logs */
@@ -63,5 +64,13 @@ const kh_identity *kh_identity_store_get(const kh_identity_store *store, size_t 
  * The returned pointer is borrowed; take a reference to keep it. */
 kh_identity *kh_identity_store_find(const kh_identity_store *store, const char *name,
                                     kh_error *err);
+
+/* kh_identity_store_reload (re)loads sub-directory |name| of the store's
+ * directory and swaps it in atomically: handshakes already running keep the
+ * identity they started with, new ones get the new one. If the new files do
+ * not load (half-written, key/cert mismatch, ...) the previous identity stays
+ * in service and 0 is returned with |err| set. A new |name| is added. */
+int kh_identity_store_reload(kh_identity_store *store, const char *name, kh_error *err);
+const char *kh_identity_store_dir(const kh_identity_store *store);
 
 #endif /* KH_IDENTITY_H */

@@ -1,47 +1,216 @@
 /* keyholdd: the Keyhold handshake-offload sidecar. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "identity.h"
 #include "kh_log.h"
+#include "listener.h"
+#include "policy.h"
+#include "rotation.h"
+#include "sandbox.h"
 #include "server.h"
 
 #define KEYHOLD_VERSION "0.1.0"
 
 static volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_reload; /* SIGHUP */
+static int g_sandbox_failed;
 
 static void on_signal(int sig) {
-  (void)sig;
-  g_stop = 1;
+  if (sig == SIGHUP)
+    g_reload = 1;
+  else
+    g_stop = 1;
 }
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: keyholdd --socket PATH --identities DIR [--log-level LEVEL]\n"
+          "usage: keyholdd [--policy FILE] --socket PATH --identities DIR [options]\n"
+          "       keyholdd --check-config FILE [--identities DIR]\n"
           "\n"
           "Holds the identities (kubernetes.io/tls directories) under DIR and serves\n"
-          "S2A v1 handshakes on the Unix socket PATH.\n"
+          "S2A v1 handshakes on the Unix socket PATH to the callers the policy allows\n"
+          "(without a policy: callers running as keyholdd's own uid only).\n"
           "\n"
+          "  --policy FILE       policy (YAML, docs/POLICY.md) (env KEYHOLD_POLICY)\n"
+          "  --check-config FILE validate FILE (and its identities), print errors, exit\n"
           "  --socket PATH       Unix socket to serve on (env KEYHOLD_SOCKET)\n"
+          "  --socket-mode MODE  octal, at most 0770 (default 0660)\n"
+          "  --socket-group GRP  group owning the socket (name or number)\n"
           "  --identities DIR    one sub-directory per identity: tls.crt, tls.key, ca.crt\n"
-          "                      (env KEYHOLD_IDENTITIES)\n"
+          "                      (env KEYHOLD_IDENTITIES); reloaded on change and SIGHUP\n"
+          "  --max-handshakes-per-caller N  concurrent handshakes per uid (default 256)\n"
+          "  --handshake-timeout-ms MS      handshake deadline (default 10000)\n"
+          "  --ticket-keys FILE  server session-ticket keys shared by replicas\n"
+          "                      (env KEYHOLD_TICKET_KEYS; default: one random key)\n"
           "  --log-level LEVEL   debug|info|warn|error|off (env KEYHOLD_LOG_LEVEL)\n"
+          "  --no-sandbox        do not drop capabilities nor install the seccomp filter\n"
+          "                      (env KEYHOLD_SANDBOX=0); for debugging only\n"
           "  --help, --version\n"
-          "Flags override environment variables.\n");
+          "Flags override environment variables, which override the policy file.\n");
+}
+
+/* after_listen runs in the event-loop thread once the server listens and
+ * before it serves: from here on keyholdd runs under the seccomp filter. A
+ * failure stops the server before the first call; keyholdd then exits 1. */
+static void after_listen(void) {
+  kh_error err;
+  if (kh_sandbox_apply(&err)) return;
+  kh_log(KH_LOG_ERROR, "%s; refusing to serve without the sandbox (--no-sandbox to override)",
+         err.msg);
+  g_sandbox_failed = 1;
+  g_stop = 1;
+}
+
+static int sandbox_disabled_by_env(void) {
+  const char *v = getenv("KEYHOLD_SANDBOX");
+  return v != NULL && (strcmp(v, "0") == 0 || strcmp(v, "off") == 0 || strcmp(v, "false") == 0 ||
+                       strcmp(v, "no") == 0);
+}
+
+/* sandbox_selftest (hidden --sandbox-selftest=SYSCALL): apply the sandbox
+ * (unless disabled), then attempt a forbidden syscall. Under the filter the
+ * process dies of SIGSYS; returning means the syscall was let through. */
+static int sandbox_selftest(const char *what, int sandbox) {
+  if (strcmp(what, "execve") != 0 && strcmp(what, "inet-socket") != 0 &&
+      strcmp(what, "ptrace") != 0) {
+    fprintf(stderr, "keyholdd: --sandbox-selftest: execve|inet-socket|ptrace, not %s\n", what);
+    return 2;
+  }
+  kh_error err;
+  if (sandbox && !kh_sandbox_apply(&err)) {
+    fprintf(stderr, "keyholdd: %s\n", err.msg);
+    return 1;
+  }
+  fprintf(stderr, "keyholdd: selftest: attempting %s (sandbox %s)\n", what, sandbox ? "on" : "off");
+  if (strcmp(what, "execve") == 0) {
+    char *const args[] = {"true", NULL};
+    char *const env[] = {NULL};
+    execve("/bin/true", args, env);
+  } else if (strcmp(what, "inet-socket") == 0) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd >= 0) close(fd);
+    if (fd >= 0) errno = 0;
+  } else {
+    ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+  }
+  fprintf(stderr, "keyholdd: selftest: %s was not blocked (%s)\n", what,
+          errno ? strerror(errno) : "succeeded");
+  return 3;
+}
+
+/* apply_overrides: flags (and their environment variables) beat the file. */
+static int apply_overrides(kh_policy *p, const char *const over[4], kh_error *err) {
+  static const char *const names[4] = {"--socket-mode", "--socket-group",
+                                       "--max-handshakes-per-caller", "--handshake-timeout-ms"};
+  /* Reuse the file's own validation: render the flags as a policy snippet. */
+  char text[512];
+  int n = snprintf(text, sizeof(text), "identities: {x: {callers: {uids: [0]}}}\n");
+  if (over[0] || over[1])
+    n += snprintf(text + n, sizeof(text) - (size_t)n, "socket: {%s%s%s%s%s}\n",
+                  over[0] ? "mode: \"" : "", over[0] ? over[0] : "", over[0] ? "\"" : "",
+                  over[0] && over[1] ? ", group: "
+                  : over[1]          ? "group: "
+                                     : "",
+                  over[1] ? over[1] : "");
+  if (over[2] || over[3])
+    n += snprintf(text + n, sizeof(text) - (size_t)n, "limits: {%s%s%s%s%s}\n",
+                  over[2] ? "max_handshakes_per_caller: " : "", over[2] ? over[2] : "",
+                  over[2] && over[3] ? ", " : "", over[3] ? "handshake_timeout_ms: " : "",
+                  over[3] ? over[3] : "");
+  for (int i = 0; i < 4; i++) {
+    if (over[i] && (strpbrk(over[i], "{}[],:\"'\n#") != NULL || strlen(over[i]) > 64))
+      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: invalid value", names[i]);
+  }
+  kh_policy *f = kh_policy_parse("command line", text, (size_t)n, err);
+  if (f == NULL) return 0;
+  if (over[0]) p->socket_mode = f->socket_mode;
+  if (over[1]) {
+    p->socket_gid = f->socket_gid;
+    p->has_socket_gid = 1;
+  }
+  if (over[2]) p->max_handshakes_per_caller = f->max_handshakes_per_caller;
+  if (over[3]) p->handshake_timeout_ms = f->handshake_timeout_ms;
+  kh_policy_free(f);
+  return 1;
+}
+
+/* check_rules_exist: every identity the policy names must be loaded. */
+static int check_rules_exist(const kh_policy *p, const kh_identity_store *store, kh_error *err) {
+  for (size_t i = 0; i < p->n_rules; i++) {
+    const char *name = p->rules[i].name;
+    if (strcmp(name, "*") == 0) continue;
+    size_t j = 0;
+    while (j < kh_identity_store_count(store) &&
+           strcmp(kh_identity_store_get(store, j)->dir_name, name) != 0)
+      j++;
+    if (j == kh_identity_store_count(store))
+      return kh_err(err, KH_ERR_NOT_FOUND, "%s:%u:3: identities.%.60s: no such identity in %.200s",
+                    p->file ? p->file : "policy", p->rules[i].line, name,
+                    kh_identity_store_dir(store));
+  }
+  return 1;
+}
+
+/* check_config: --check-config FILE. Prints "FILE: OK ..." or the error. */
+static int check_config(const char *file, const char *ids_dir) {
+  kh_error err;
+  kh_policy *p = kh_policy_load(file, &err);
+  if (p == NULL) {
+    fprintf(stderr, "%s\n", err.msg);
+    return 1;
+  }
+  if (ids_dir == NULL) ids_dir = p->identities_dir;
+  kh_identity_store *store = NULL;
+  int ok = 1;
+  if (ids_dir != NULL) {
+    store = kh_identity_store_load(ids_dir, &err);
+    ok = store != NULL && check_rules_exist(p, store, &err);
+    if (!ok) fprintf(stderr, "%s\n", err.msg);
+  }
+  if (ok)
+    printf("%s: OK (%zu identity rules%s%s)\n", file, p->n_rules,
+           ids_dir ? ", identities checked in " : ", identities not checked",
+           ids_dir ? ids_dir : "");
+  kh_identity_store_free(store);
+  kh_policy_free(p);
+  return ok ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
   const char *socket_path = getenv("KEYHOLD_SOCKET");
   const char *ids_dir = getenv("KEYHOLD_IDENTITIES");
   const char *level = NULL;
+  const char *selftest = NULL;
+  const char *policy_file = getenv("KEYHOLD_POLICY");
+  const char *check_file = NULL;
+  const char *ticket_file = getenv("KEYHOLD_TICKET_KEYS");
+  const char *over[4] = {NULL, NULL, NULL, NULL}; /* mode, group, max, timeout */
+  int sandbox = !sandbox_disabled_by_env();
   static const struct option opts[] = {
-      {"socket", required_argument, NULL, 's'},    {"identities", required_argument, NULL, 'i'},
-      {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
+      {"socket", required_argument, NULL, 's'},
+      {"identities", required_argument, NULL, 'i'},
+      {"log-level", required_argument, NULL, 'l'},
+      {"policy", required_argument, NULL, 'p'},
+      {"check-config", required_argument, NULL, 'C'},
+      {"socket-mode", required_argument, NULL, 'm'},
+      {"socket-group", required_argument, NULL, 'g'},
+      {"max-handshakes-per-caller", required_argument, NULL, 'M'},
+      {"handshake-timeout-ms", required_argument, NULL, 't'},
+      {"ticket-keys", required_argument, NULL, 'K'},
+      {"no-sandbox", no_argument, NULL, 'N'},
+      {"sandbox-selftest", required_argument, NULL, 'T'}, /* hidden: tests only */
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0},
   };
   int c;
   while ((c = getopt_long(argc, argv, "s:i:l:hV", opts, NULL)) != -1) {
@@ -49,12 +218,26 @@ int main(int argc, char **argv) {
       case 's': socket_path = optarg; break;
       case 'i': ids_dir = optarg; break;
       case 'l': level = optarg; break;
+      case 'p': policy_file = optarg; break;
+      case 'C': check_file = optarg; break;
+      case 'm': over[0] = optarg; break;
+      case 'g': over[1] = optarg; break;
+      case 'M': over[2] = optarg; break;
+      case 't': over[3] = optarg; break;
+      case 'K': ticket_file = optarg; break;
+      case 'N': sandbox = 0; break;
+      case 'T': selftest = optarg; break;
       case 'h': usage(stdout); return 0;
       case 'V': printf("keyholdd %s\n", KEYHOLD_VERSION); return 0;
       default: usage(stderr); return 2;
     }
   }
-  if (optind != argc || socket_path == NULL || ids_dir == NULL) {
+  if (check_file != NULL) {
+    if (level == NULL) setenv("KEYHOLD_LOG_LEVEL", "warn", 1);
+    kh_log_init("keyholdd");
+    return check_config(check_file, ids_dir);
+  }
+  if (optind != argc) {
     usage(stderr);
     return 2;
   }
@@ -62,26 +245,103 @@ int main(int argc, char **argv) {
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   if (level != NULL) setenv("KEYHOLD_LOG_LEVEL", level, 1);
   kh_log_init("keyholdd");
+  if (selftest != NULL) return sandbox_selftest(selftest, sandbox);
 
   kh_error err;
-  kh_identity_store *store = kh_identity_store_load(ids_dir, &err);
-  if (store == NULL) {
-    fprintf(stderr, "keyholdd: %s\n", err.msg);
+  kh_policy *policy = policy_file ? kh_policy_load(policy_file, &err) : kh_policy_builtin(getuid());
+  if (policy == NULL) {
+    fprintf(stderr, "keyholdd: %s\n", policy_file ? err.msg : "out of memory");
     return 2;
   }
+  if (socket_path == NULL) socket_path = policy->socket_path;
+  if (ids_dir == NULL) ids_dir = policy->identities_dir;
+  if (socket_path == NULL || ids_dir == NULL) {
+    kh_policy_free(policy);
+    usage(stderr);
+    return 2;
+  }
+  kh_identity_store *store = NULL;
+  if (!apply_overrides(policy, over, &err) ||
+      (store = kh_identity_store_load(ids_dir, &err)) == NULL ||
+      !check_rules_exist(policy, store, &err)) {
+    fprintf(stderr, "keyholdd: %s\n", err.msg);
+    kh_identity_store_free(store);
+    kh_policy_free(policy);
+    return 2;
+  }
+  if (ticket_file == NULL) ticket_file = policy->ticket_keys_file;
+  kh_ticket_keys *tickets =
+      ticket_file ? kh_ticket_keys_load(ticket_file, &err) : kh_ticket_keys_random(&err);
+  kh_resume *resume = kh_resume_new();
+  if (tickets == NULL || resume == NULL) {
+    fprintf(stderr, "keyholdd: %s\n", tickets == NULL ? err.msg : "out of memory");
+    kh_ticket_keys_unref(tickets);
+    kh_resume_free(resume);
+    kh_identity_store_free(store);
+    kh_policy_free(policy);
+    return 2;
+  }
+  kh_rotation *rotation = kh_rotation_new(store, &g_reload, &err);
+  if (rotation == NULL) kh_log(KH_LOG_WARN, "live rotation off: %s", err.msg);
+  if (rotation != NULL && ticket_file != NULL)
+    kh_rotation_watch_ticket_keys(rotation, ticket_file, &tickets);
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  kh_server_config cfg = {.socket_path = socket_path, .store = store};
+  /* The socket is bound (and given its group) before capabilities go. */
+  kh_listener *listener =
+      kh_listener_open(socket_path, policy->socket_mode,
+                       policy->has_socket_gid ? policy->socket_gid : (gid_t)-1, &err);
+  if (listener == NULL) {
+    fprintf(stderr, "keyholdd: %s\n", err.msg);
+    kh_rotation_free(rotation);
+    kh_resume_free(resume);
+    kh_ticket_keys_unref(tickets);
+    kh_identity_store_free(store);
+    kh_policy_free(policy);
+    return 1;
+  }
+  kh_server_config cfg = {.socket_path = socket_path,
+                          .listener = listener,
+                          .store = store,
+                          .policy = policy,
+                          .resume = resume,
+                          .ticket_keys = &tickets,
+                          .tick = rotation ? kh_rotation_tick : NULL,
+                          .tick_arg = rotation};
+  if (sandbox) {
+    /* Capabilities are per thread: drop them before gRPC starts its threads.
+     * The seccomp filter follows once the socket is bound (after_listen). */
+    if (!kh_sandbox_drop_caps(&err)) {
+      fprintf(stderr, "keyholdd: %s\n", err.msg);
+      kh_listener_close(listener);
+      kh_rotation_free(rotation);
+      kh_resume_free(resume);
+      kh_ticket_keys_unref(tickets);
+      kh_identity_store_free(store);
+      kh_policy_free(policy);
+      return 1;
+    }
+    cfg.after_listen = after_listen;
+  } else {
+    kh_log(KH_LOG_WARN, "sandbox disabled: no seccomp filter, capabilities kept");
+  }
   int ok = kh_server_run(&cfg, &g_stop, &err);
+  kh_listener_close(listener);
+  if (ok) kh_log(KH_LOG_INFO, "stopped; socket %s removed", socket_path);
+  kh_rotation_free(rotation);
+  kh_resume_free(resume);
+  kh_ticket_keys_unref(tickets);
   kh_identity_store_free(store);
+  kh_policy_free(policy);
   if (!ok) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
     return 1;
   }
-  return 0;
+  return g_sandbox_failed ? 1 : 0;
 }

@@ -7,6 +7,9 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
 
 #include "kh_log.h"
 #include "kh_secret.h"
@@ -14,15 +17,23 @@
 #include "tls_engine.h"
 
 #define KH_S2A_MAX_IN_BYTES (64u * 1024u)
+#define KH_S2A_MAX_TOKENS 8
 
 typedef enum { ST_START, ST_HANDSHAKING, ST_DONE, ST_FAILED } session_state;
 
 struct kh_s2a_session {
+  const kh_s2a_env *env;
   const kh_identity_store *store;
+  const kh_policy *policy;
+  char resume_key[1024]; /* client: identity + target, for the session cache */
+  int resumed;
+  kh_caller caller;
+  const char *tokens[KH_S2A_MAX_TOKENS]; /* from the request being handled */
+  size_t n_tokens;
   session_state state;
   kh_tls_side side;
   kh_tls_engine *engine;
-  kh_identity *identity; /* borrowed from the store; the engine holds a ref */
+  kh_identity *identity; /* a reference of our own */
   char local_name[512];
   char peer_name[512];
   struct timespec started;
@@ -40,10 +51,13 @@ static uint64_t next_connection_id(void) {
   return __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
 }
 
-kh_s2a_session *kh_s2a_session_new(const kh_identity_store *store) {
+kh_s2a_session *kh_s2a_session_new(const kh_s2a_env *env, const kh_caller *caller) {
   kh_s2a_session *s = calloc(1, sizeof(*s));
   if (s == NULL) return NULL;
-  s->store = store;
+  s->env = env;
+  s->store = env->store;
+  s->policy = env->policy;
+  if (caller != NULL) s->caller = *caller;
   snprintf(s->local_name, sizeof(s->local_name), "-");
   snprintf(s->peer_name, sizeof(s->peer_name), "-");
   clock_gettime(CLOCK_MONOTONIC, &s->started);
@@ -53,6 +67,7 @@ kh_s2a_session *kh_s2a_session_new(const kh_identity_store *store) {
 void kh_s2a_session_free(kh_s2a_session *s) {
   if (s == NULL) return;
   kh_tls_engine_free(s->engine);
+  kh_identity_unref(s->identity);
   free(s);
 }
 
@@ -121,7 +136,54 @@ static int set_alpn(kh_tls_config *cfg, size_t n, char **protos, kh_error *err) 
   return 1;
 }
 
+/* apply_policy: may the caller use the chosen identity, and with which ALPN
+ * protocols, suites and peers? Narrows |cfg| to what the policy allows. */
+static int apply_policy(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
+  if (s->policy == NULL) return 1;
+  const char *name = s->identity->dir_name;
+  if (!kh_policy_authorize(s->policy, name, &s->caller, s->tokens, s->n_tokens, err)) return 0;
+  const kh_policy_rule *r = kh_policy_rule_for(s->policy, name);
+  cfg->peer_rule = r;
+  if (r->alpn.n > 0 && cfg->alpn_count > 0) {
+    size_t kept = 0;
+    for (size_t i = 0; i < cfg->alpn_count; i++) {
+      for (size_t j = 0; j < r->alpn.n; j++) {
+        if (strcmp(cfg->alpn[i], r->alpn.v[j]) == 0) {
+          cfg->alpn[kept++] = cfg->alpn[i];
+          break;
+        }
+      }
+    }
+    if (kept == 0)
+      return kh_err(err, KH_ERR_PERMISSION_DENIED,
+                    "none of the requested ALPN protocols is allowed for identity '%.100s'", name);
+    cfg->alpn_count = kept;
+  }
+  if (r->suites != 0) {
+    uint32_t asked = cfg->allowed_suites ? cfg->allowed_suites : KH_SUITE_ALL;
+    if ((asked & r->suites) == 0)
+      return kh_err(err, KH_ERR_PERMISSION_DENIED,
+                    "none of the requested ciphersuites is allowed for identity '%.100s'", name);
+    cfg->allowed_suites = asked & r->suites;
+  }
+  return 1;
+}
+
+/* find_identity selects the local identity. A caller that is not keyholdd's
+ * own uid is told "may not use" for unknown names too, so it cannot probe
+ * which identities exist. */
+static kh_identity *find_identity(kh_s2a_session *s, const char *name, kh_error *err) {
+  kh_identity *id = kh_identity_store_find(s->store, name, err);
+  if (id != NULL) return kh_identity_ref(id); /* survives a rotation of the store */
+  if (s->policy != NULL && s->caller.uid != getuid() && err != NULL &&
+      err->code == KH_ERR_NOT_FOUND)
+    kh_err(err, KH_ERR_PERMISSION_DENIED, "caller uid %u may not use identity '%.100s'",
+           (unsigned)s->caller.uid, name);
+  return id;
+}
+
 static int start_engine(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
+  if (!apply_policy(s, cfg, err)) return 0;
   cfg->identity = s->identity;
   s->engine = kh_tls_engine_new(cfg, err);
   if (s->engine == NULL) return 0;
@@ -148,9 +210,19 @@ static int client_start(kh_s2a_session *s, const S2a__Proto__ClientSessionStartR
     if (name[0] != '\0') cfg.expect_peers[cfg.expect_peer_count++] = name;
   }
   cfg.server_name = r->target_name;
-  if ((s->identity = kh_identity_store_find(s->store, local, err)) == NULL) return 0;
+  if ((s->identity = find_identity(s, local, err)) == NULL) return 0;
   s->side = KH_TLS_CLIENT;
-  return start_engine(s, &cfg, err);
+  /* The session cache key: identity (directory) and everything the target
+   * was checked against. */
+  size_t n = (size_t)snprintf(s->resume_key, sizeof(s->resume_key), "%s\n%s", s->identity->dir_name,
+                              r->target_name ? r->target_name : "");
+  for (size_t i = 0; i < cfg.expect_peer_count && n < sizeof(s->resume_key); i++)
+    n +=
+        (size_t)snprintf(s->resume_key + n, sizeof(s->resume_key) - n, "\n%s", cfg.expect_peers[i]);
+  if (s->env->resume) cfg.session = kh_resume_session(s->env->resume, s->resume_key);
+  int ok = start_engine(s, &cfg, err);
+  SSL_SESSION_free(cfg.session); /* the engine holds its own reference */
+  return ok;
 }
 
 static int server_start(kh_s2a_session *s, const S2a__Proto__ServerSessionStartReq *r,
@@ -165,16 +237,17 @@ static int server_start(kh_s2a_session *s, const S2a__Proto__ServerSessionStartR
   for (size_t i = 0; i < r->n_local_identities && s->identity == NULL; i++) {
     const char *name = identity_name(r->local_identities[i], err);
     if (name == NULL) return 0;
-    s->identity = kh_identity_store_find(s->store, name, i == 0 ? &first : NULL);
+    s->identity = find_identity(s, name, i == 0 ? &first : NULL);
   }
   if (s->identity == NULL) {
     if (r->n_local_identities > 0) {
       if (err) *err = first;
       return 0;
     }
-    if ((s->identity = kh_identity_store_find(s->store, NULL, err)) == NULL) return 0;
+    if ((s->identity = find_identity(s, NULL, err)) == NULL) return 0;
   }
   s->side = KH_TLS_SERVER;
+  cfg.ticket_keys = s->env->ticket_keys ? *s->env->ticket_keys : NULL;
   return start_engine(s, &cfg, err);
 }
 
@@ -231,7 +304,9 @@ static int respond(kh_s2a_session *s, const kh_buf *frames, size_t consumed, kh_
   state.out_key.data = r.out_secret;
   state.out_key.len = r.secret_len;
   state.connection_id = next_connection_id();
+  uint64_t conn_id = state.connection_id;
   state.is_handshake_resumed = r.resumed != 0;
+  s->resumed = r.resumed != 0;
   result.application_protocol = r.alpn;
   result.state = &state;
   set_identity(&peer, r.peer_name, r.peer_name_is_spiffe);
@@ -246,8 +321,12 @@ static int respond(kh_s2a_session *s, const kh_buf *frames, size_t consumed, kh_
   ok = pack_resp(&resp, out, err);
   kh_wipe(&r, sizeof(r));
   kh_wipe(&state, sizeof(state));
-  /* The session keeps no secret after this: the engine goes now. */
-  kh_tls_engine_free(s->engine);
+  /* The session keeps no secret after this: the engine goes now, or, for a
+   * client, waits briefly in the resumption table for the peer's tickets. */
+  if (ok && s->side == KH_TLS_CLIENT && s->env->resume != NULL)
+    kh_resume_hold(s->env->resume, conn_id, s->caller.uid, s->resume_key, s->engine);
+  else
+    kh_tls_engine_free(s->engine);
   s->engine = NULL;
   s->state = ST_DONE;
   return ok;
@@ -280,12 +359,17 @@ static void log_end(const kh_s2a_session *s, const kh_error *e) {
   const char *side =
       s->engine || s->state == ST_DONE ? (s->side == KH_TLS_CLIENT ? "client" : "server") : "-";
   if (e == NULL) {
-    kh_log(KH_LOG_INFO, "handshake side=%s local=%s peer=%s result=OK duration_ms=%.1f", side,
-           s->local_name, s->peer_name, elapsed_ms(s));
+    kh_log(KH_LOG_INFO,
+           "handshake side=%s caller_uid=%u caller_pid=%d local=%s peer=%s result=OK "
+           "resumed=%s duration_ms=%.1f",
+           side, (unsigned)s->caller.uid, (int)s->caller.pid, s->local_name, s->peer_name,
+           s->resumed ? "yes" : "no", elapsed_ms(s));
   } else {
     kh_log(KH_LOG_WARN,
-           "handshake side=%s local=%s peer=%s result=%s duration_ms=%.1f reason=\"%s\"", side,
-           s->local_name, s->peer_name, kh_code_name(e->code), elapsed_ms(s), e->msg);
+           "handshake side=%s caller_uid=%u caller_pid=%d local=%s peer=%s result=%s "
+           "duration_ms=%.1f reason=\"%s\"",
+           side, (unsigned)s->caller.uid, (int)s->caller.pid, s->local_name, s->peer_name,
+           kh_code_name(e->code), elapsed_ms(s), e->msg);
   }
 }
 
@@ -313,8 +397,42 @@ static kh_s2a_outcome feed(kh_s2a_session *s, const uint8_t *in, size_t in_len, 
   return outcome;
 }
 
+/* take_tickets: NewSessionTicket messages the shim received after a client
+ * handshake of this caller's, for the session cache. */
+static int take_tickets(kh_s2a_session *s, const S2a__Proto__ResumptionTicketReq *t,
+                        kh_error *err) {
+  if (s->env->resume == NULL) return 1; /* accepted, not kept */
+  if (t->n_in_bytes == 0 || t->n_in_bytes > 16)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "resumption_ticket carries %zu tickets (1 to 16)",
+                  t->n_in_bytes);
+  const uint8_t *msgs[16];
+  size_t lens[16];
+  for (size_t i = 0; i < t->n_in_bytes; i++) {
+    msgs[i] = t->in_bytes[i].data;
+    lens[i] = t->in_bytes[i].len;
+  }
+  return kh_resume_tickets(s->env->resume, t->connection_id, s->caller.uid, msgs, lens,
+                           t->n_in_bytes, err);
+}
+
+/* collect_tokens points s->tokens at the request's access tokens (valid
+ * while the request is being handled). */
+static int collect_tokens(kh_s2a_session *s, const S2a__Proto__SessionReq *req, kh_error *err) {
+  s->n_tokens = 0;
+  for (size_t i = 0; i < req->n_auth_mechanisms; i++) {
+    const S2a__Proto__AuthenticationMechanism *m = req->auth_mechanisms[i];
+    if (m->mechanism_oneof_case != S2A__PROTO__AUTHENTICATION_MECHANISM__MECHANISM_ONEOF_TOKEN)
+      continue;
+    if (s->n_tokens == KH_S2A_MAX_TOKENS)
+      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "more than %d access tokens", KH_S2A_MAX_TOKENS);
+    s->tokens[s->n_tokens++] = m->token;
+  }
+  return 1;
+}
+
 static kh_s2a_outcome dispatch(kh_s2a_session *s, const S2a__Proto__SessionReq *req, kh_buf *resp,
                                kh_error *err) {
+  if (!collect_tokens(s, req, err)) return KH_S2A_FAILED;
   switch (req->req_oneof_case) {
     case S2A__PROTO__SESSION_REQ__REQ_ONEOF_CLIENT_START:
     case S2A__PROTO__SESSION_REQ__REQ_ONEOF_SERVER_START: {
@@ -350,8 +468,7 @@ static kh_s2a_outcome dispatch(kh_s2a_session *s, const S2a__Proto__SessionReq *
         kh_err(err, KH_ERR_FAILED_PRECONDITION, "resumption_ticket inside a handshake stream");
         return KH_S2A_FAILED;
       }
-      /* Accepted and acknowledged as the reference client expects; storing
-       * tickets for resumption is not implemented yet (issue 3). */
+      if (!take_tickets(s, req->resumption_ticket, err)) return KH_S2A_FAILED;
       S2a__Proto__SessionResp r = S2A__PROTO__SESSION_RESP__INIT;
       S2a__Proto__SessionStatus st = S2A__PROTO__SESSION_STATUS__INIT;
       st.details = "";
@@ -382,6 +499,7 @@ kh_s2a_outcome kh_s2a_session_handle(kh_s2a_session *s, const uint8_t *req, size
     outcome = KH_S2A_FAILED;
   } else {
     outcome = dispatch(s, r, resp, err);
+    s->n_tokens = 0;
     s2a__proto__session_req__free_unpacked(r, NULL);
   }
   if (outcome == KH_S2A_FAILED) {

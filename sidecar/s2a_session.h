@@ -10,6 +10,9 @@
 #include "identity.h"
 #include "kh_buf.h"
 #include "kh_error.h"
+#include "policy.h"
+#include "resume.h"
+#include "ticket_keys.h"
 
 typedef enum {
   KH_S2A_CONTINUE = 0, /* send |resp|, wait for the next request */
@@ -20,8 +23,16 @@ typedef enum {
 
 typedef struct kh_s2a_session kh_s2a_session;
 
-/* |store| is borrowed and must outlive the session. */
-kh_s2a_session *kh_s2a_session_new(const kh_identity_store *store);
+/* What sessions share; everything is borrowed and outlives the sessions. */
+typedef struct {
+  const kh_identity_store *store;
+  const kh_policy *policy;            /* NULL: no authorization (tests, fuzzing only) */
+  kh_resume *resume;                  /* NULL: no client-side resumption */
+  kh_ticket_keys *const *ticket_keys; /* current server ticket keys; NULL: none */
+} kh_s2a_env;
+
+/* |caller| is copied. */
+kh_s2a_session *kh_s2a_session_new(const kh_s2a_env *env, const kh_caller *caller);
 void kh_s2a_session_free(kh_s2a_session *s);
 
 kh_s2a_outcome kh_s2a_session_handle(kh_s2a_session *s, const uint8_t *req, size_t req_len,

@@ -5,7 +5,11 @@
  *   RECV     a request arrived (and our previous response, if any, was sent)
  *   STATUS   our final response and status were sent
  *   CLOSE    the call is over on the wire (RECV_CLOSE_ON_SERVER)
- * A call is freed when CLOSE has fired and no batch is outstanding. */
+ * A call is freed when CLOSE has fired and no batch is outstanding.
+ *
+ * Each SetUpSession call is checked against its connection's credentials
+ * (listener.c) and the policy before any request is read; every live call
+ * is on a list swept for the handshake deadline. */
 #include "server.h"
 
 #include <errno.h>
@@ -27,6 +31,7 @@
 #include "kh_buf.h"
 #include "kh_log.h"
 #include "kh_secret.h"
+#include "listener.h"
 #include "s2a_session.h"
 
 #define KH_S2A_METHOD "/s2a.proto.S2AService/SetUpSession"
@@ -39,13 +44,23 @@ typedef struct {
   tag_kind kind;
 } tag;
 
+typedef struct {
+  uid_t uid;
+  unsigned active;
+} uid_count;
+
 typedef struct server {
   grpc_server *server;
   grpc_completion_queue *cq;
   void *method;
-  const kh_identity_store *store;
+  const kh_server_config *cfg;
+  kh_s2a_env env;
+  kh_listener *listener;
   int shutting_down;
   long live_calls;
+  struct call *active; /* calls holding a handshake slot (deadline sweep) */
+  uid_count *counts;   /* handshakes in progress per caller uid */
+  size_t n_counts;
 } server;
 
 typedef struct call {
@@ -63,11 +78,44 @@ typedef struct call {
   int sent_initial_md;
   int outstanding; /* batches in flight */
   kh_s2a_session *session;
+  kh_caller caller;
+  int counted;              /* holds one of its uid's handshake slots */
+  gpr_timespec expires;     /* handshake deadline (monotonic) */
+  struct call *prev, *next; /* srv->active */
   grpc_slice status_details;
   tag t_request, t_recv, t_status, t_close;
 } call;
 
+/* --- per-caller accounting ----------------------------------------------- */
+
+static uid_count *count_for(server *srv, uid_t uid) {
+  for (size_t i = 0; i < srv->n_counts; i++)
+    if (srv->counts[i].uid == uid) return &srv->counts[i];
+  uid_count *grown = realloc(srv->counts, (srv->n_counts + 1) * sizeof(*grown));
+  if (grown == NULL) return NULL;
+  srv->counts = grown;
+  srv->counts[srv->n_counts] = (uid_count){.uid = uid};
+  return &srv->counts[srv->n_counts++];
+}
+
+/* release_slot ends a call's claim on its uid's handshake limit and takes it
+ * off the deadline list; the session (and its TLS state) goes with it. */
+static void release_slot(call *c) {
+  if (!c->counted) return;
+  server *srv = c->srv;
+  uid_count *n = count_for(srv, c->caller.uid);
+  if (n && n->active) n->active--;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->active = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  c->counted = 0;
+}
+
 static void call_free(call *c) {
+  release_slot(c);
   if (c->call) grpc_call_unref(c->call);
   if (c->recv_buf) grpc_byte_buffer_destroy(c->recv_buf);
   if (c->send_buf) grpc_byte_buffer_destroy(c->send_buf);
@@ -174,6 +222,7 @@ static void finish(call *c, kh_buf *resp, grpc_status_code code, const char *det
   ops[n].data.send_status_from_server.status_details = &c->status_details;
   n++;
   c->status_sent = 1;
+  release_slot(c);
   start_batch(c, ops, n, &c->t_status);
 }
 
@@ -194,6 +243,76 @@ static void continue_call(call *c, kh_buf *resp) {
   ops[n].data.recv_message.recv_message = &c->recv_buf;
   n++;
   start_batch(c, ops, n, &c->t_recv);
+}
+
+/* admit_call: who is calling, may they use keyholdd at all, and do they have
+ * a free handshake slot? Ends the call with a precise status if not. */
+static int admit_call(call *c) {
+  server *srv = c->srv;
+  const kh_policy *pol = srv->cfg->policy;
+  char *peer = grpc_call_get_peer(c->call);
+  int admitted = 0;
+  int known = kh_listener_caller(srv->listener, peer, &c->caller, &admitted);
+  gpr_free(peer);
+  char msg[200];
+  if (!known) {
+    kh_log(KH_LOG_WARN, "call on a connection whose credentials are unknown: refused");
+    finish(c, NULL, GRPC_STATUS_UNAVAILABLE, "connection credentials unavailable; reconnect");
+    return 0;
+  }
+  /* A caller the policy grants nothing (flagged at accept) is still read
+   * once, so its refusal can name the identity it asked for; the session
+   * refuses it before any identity is touched. */
+  (void)admitted;
+  uid_count *n = count_for(srv, c->caller.uid);
+  if (n == NULL) {
+    finish(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return 0;
+  }
+  if (pol->max_handshakes_per_caller && n->active >= pol->max_handshakes_per_caller) {
+    snprintf(msg, sizeof(msg), "caller uid %u already has %u handshakes in progress (the limit)",
+             (unsigned)c->caller.uid, n->active);
+    kh_log(KH_LOG_WARN,
+           "handshake caller_uid=%u caller_pid=%d result=RESOURCE_EXHAUSTED "
+           "reason=\"%s\"",
+           (unsigned)c->caller.uid, (int)c->caller.pid, msg);
+    finish(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+    return 0;
+  }
+  n->active++;
+  c->counted = 1;
+  c->expires = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                            gpr_time_from_millis(pol->handshake_timeout_ms, GPR_TIMESPAN));
+  c->next = srv->active;
+  if (srv->active) srv->active->prev = c;
+  srv->active = c;
+  return 1;
+}
+
+/* sweep_deadlines cuts off handshakes past the deadline: a stalled peer or
+ * app gets DEADLINE_EXCEEDED and its session is freed now. */
+static void sweep_deadlines(server *srv) {
+  gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+  call *c = srv->active;
+  while (c != NULL) {
+    call *next = c->next;
+    if (gpr_time_cmp(now, c->expires) >= 0 && !c->status_sent) {
+      char msg[160];
+      snprintf(msg, sizeof(msg), "handshake did not finish within %u ms",
+               srv->cfg->policy->handshake_timeout_ms);
+      kh_log(KH_LOG_WARN,
+             "handshake caller_uid=%u caller_pid=%d local=%s peer=%s result=DEADLINE_EXCEEDED "
+             "reason=\"%s\"",
+             (unsigned)c->caller.uid, (int)c->caller.pid,
+             c->session ? kh_s2a_session_local_name(c->session) : "-",
+             c->session ? kh_s2a_session_peer_name(c->session) : "-", msg);
+      kh_s2a_session_free(c->session);
+      c->session = NULL;
+      release_slot(c);
+      finish(c, NULL, GRPC_STATUS_DEADLINE_EXCEEDED, msg);
+    }
+    c = next;
+  }
 }
 
 static void on_new_call(call *c, int ok) {
@@ -220,7 +339,8 @@ static void on_new_call(call *c, int ok) {
     finish(c, NULL, GRPC_STATUS_UNIMPLEMENTED, msg);
     return;
   }
-  c->session = kh_s2a_session_new(srv->store);
+  if (!admit_call(c)) return;
+  c->session = kh_s2a_session_new(&srv->env, &c->caller);
   if (c->session == NULL) {
     finish(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return;
@@ -289,39 +409,15 @@ static void dispatch(tag *t, int ok) {
   maybe_free(c);
 }
 
-/* prepare_socket refuses a live socket and removes a stale one. */
-static int prepare_socket(const char *path, kh_error *err) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  if (strlen(path) >= sizeof(sa.sun_path))
-    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "socket path too long: %s", path);
-  struct stat st;
-  if (lstat(path, &st) != 0) return 1;
-  if (!S_ISSOCK(st.st_mode))
-    return kh_err(err, KH_ERR_FAILED_PRECONDITION, "%s exists and is not a socket", path);
-  memcpy(sa.sun_path, path, strlen(path));
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int live = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-  if (fd >= 0) close(fd);
-  if (live) return kh_err(err, KH_ERR_FAILED_PRECONDITION, "another process is serving %s", path);
-  if (unlink(path) != 0)
-    return kh_err(err, KH_ERR_FAILED_PRECONDITION, "cannot remove stale %s: %s", path,
-                  strerror(errno));
-  return 1;
-}
-
+/* drain dispatches events: until the queue shuts down, or for about 100 ms
+ * (so the caller's periodic work runs even under constant load). */
 static void drain(server *srv, int until_shutdown) {
+  gpr_timespec end = until_shutdown ? gpr_inf_future(GPR_CLOCK_REALTIME)
+                                    : gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                                   gpr_time_from_millis(100, GPR_TIMESPAN));
   for (;;) {
-    grpc_event ev = grpc_completion_queue_next(
-        srv->cq,
-        until_shutdown
-            ? gpr_inf_future(GPR_CLOCK_REALTIME)
-            : gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(200, GPR_TIMESPAN)),
-        NULL);
-    if (ev.type == GRPC_QUEUE_SHUTDOWN) return;
-    if (ev.type == GRPC_QUEUE_TIMEOUT) {
-      if (!until_shutdown) return;
-      continue;
-    }
+    grpc_event ev = grpc_completion_queue_next(srv->cq, end, NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN || ev.type == GRPC_QUEUE_TIMEOUT) return;
     tag *t = ev.tag;
     if (t->kind == TAG_SHUTDOWN) {
       srv->shutting_down = 2;
@@ -331,9 +427,26 @@ static void drain(server *srv, int until_shutdown) {
   }
 }
 
+/* admit_uid: at accept time, does the policy grant this caller anything? */
+static int admit_uid(void *arg, const kh_caller *c) {
+  return kh_policy_admits((const kh_policy *)arg, c);
+}
+
+static void loop_tick(server *srv, gpr_timespec *last) {
+  gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+  if (gpr_time_cmp(gpr_time_sub(now, *last), gpr_time_from_millis(90, GPR_TIMESPAN)) < 0) return;
+  *last = now;
+  sweep_deadlines(srv);
+  if (srv->cfg->resume) kh_resume_sweep(srv->cfg->resume);
+  if (srv->cfg->tick) srv->cfg->tick(srv->cfg->tick_arg);
+}
+
 int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_error *err) {
-  if (!prepare_socket(cfg->socket_path, err)) return 0;
-  server srv = {.store = cfg->store};
+  server srv = {.cfg = cfg, .listener = cfg->listener};
+  srv.env = (kh_s2a_env){.store = cfg->store,
+                         .policy = cfg->policy,
+                         .resume = cfg->resume,
+                         .ticket_keys = cfg->ticket_keys};
   grpc_init();
   grpc_arg args[2];
   args[0].type = GRPC_ARG_INTEGER;
@@ -348,28 +461,22 @@ int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_e
   srv.method =
       grpc_server_register_method(srv.server, KH_S2A_METHOD, NULL, GRPC_SRM_PAYLOAD_NONE, 0);
   grpc_server_register_completion_queue(srv.server, srv.cq, NULL);
-  char addr[256];
-  snprintf(addr, sizeof(addr), "unix:%s", cfg->socket_path);
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-  int port = grpc_server_add_http2_port(srv.server, addr, creds);
-  grpc_server_credentials_release(creds);
-  if (port == 0) {
-    grpc_server_destroy(srv.server);
-    grpc_completion_queue_shutdown(srv.cq);
-    drain(&srv, 1);
-    grpc_completion_queue_destroy(srv.cq);
-    grpc_shutdown();
-    return kh_err(err, KH_ERR_UNAVAILABLE, "cannot listen on %s", addr);
-  }
   grpc_server_start(srv.server);
-  /* Owner and group only: who may talk to the sidecar is who can open this. */
-  chmod(cfg->socket_path, 0660);
   request_call(&srv, 1);
   request_call(&srv, 0);
-  kh_log(KH_LOG_INFO, "listening on %s with %zu identities", addr,
-         kh_identity_store_count(cfg->store));
-
-  while (!*stop) drain(&srv, 0);
+  int ok = kh_listener_start(srv.listener, srv.server, admit_uid, (void *)cfg->policy, err);
+  if (ok && cfg->after_listen) cfg->after_listen();
+  if (ok) {
+    kh_log(KH_LOG_INFO, "listening on unix:%s with %zu identities, policy %s", cfg->socket_path,
+           kh_identity_store_count(cfg->store),
+           cfg->policy->file ? cfg->policy->file : "built-in (own uid only)");
+    gpr_timespec last = gpr_now(GPR_CLOCK_MONOTONIC);
+    while (!*stop) {
+      drain(&srv, 0);
+      loop_tick(&srv, &last);
+    }
+  }
+  kh_listener_stop_accepting(srv.listener);
 
   /* live_calls counts the two armed requests (one per kind) too. */
   kh_log(KH_LOG_INFO, "shutting down: cancelling %ld in-flight calls",
@@ -384,7 +491,6 @@ int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_e
   drain(&srv, 1);
   grpc_completion_queue_destroy(srv.cq);
   grpc_shutdown();
-  unlink(cfg->socket_path);
-  kh_log(KH_LOG_INFO, "stopped; socket %s removed", cfg->socket_path);
-  return 1;
+  free(srv.counts);
+  return ok;
 }

@@ -34,6 +34,8 @@ struct kh_tls_engine {
   char *server_name;
   char *expect_peers[KH_MAX_EXPECT_PEERS];
   size_t expect_peer_count;
+  const kh_policy_rule *peer_rule;
+  kh_ticket_keys *ticket_keys;
   char reason[256]; /* why verification failed, set by the verify callback */
   int done;
   int failed;
@@ -137,6 +139,25 @@ static int verify_name(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
   return ok;
 }
 
+/* verify_policy: the policy's peer lists for this identity, both sides. */
+static int verify_policy(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
+  if (e->peer_rule == NULL) return 1;
+  char *spiffe = NULL;
+  char *dns[KH_MAX_DNS_NAMES];
+  size_t ndns = 0;
+  kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
+  int ok = kh_policy_peer_allowed(e->peer_rule, spiffe, dns, ndns);
+  free(spiffe);
+  for (size_t i = 0; i < ndns; i++) free(dns[i]);
+  if (!ok) {
+    char label[300];
+    snprintf(e->reason, sizeof(e->reason), "peer %.120s is not allowed by the policy for %.60s",
+             leaf_label(leaf, label, sizeof(label)), e->identity->dir_name);
+    *out_alert = SSL_AD_ACCESS_DENIED;
+  }
+  return ok;
+}
+
 static enum ssl_verify_result_t verify_cb(SSL *ssl, uint8_t *out_alert) {
   kh_tls_engine *e = SSL_get_app_data(ssl);
   const SSL_CIPHER *c = SSL_get_pending_cipher(ssl);
@@ -157,6 +178,7 @@ static enum ssl_verify_result_t verify_cb(SSL *ssl, uint8_t *out_alert) {
   if (!verify_chain(e, chain, out_alert)) return ssl_verify_invalid;
   if (e->side == KH_TLS_CLIENT && !verify_name(e, sk_X509_value(chain, 0), out_alert))
     return ssl_verify_invalid;
+  if (!verify_policy(e, sk_X509_value(chain, 0), out_alert)) return ssl_verify_invalid;
   return ssl_verify_ok;
 }
 
@@ -193,6 +215,11 @@ static int build_alpn(kh_tls_engine *e, const kh_tls_config *cfg, kh_error *err)
   return 1;
 }
 
+static kh_ticket_keys *engine_ticket_keys(SSL *ssl) {
+  kh_tls_engine *e = SSL_get_app_data(ssl);
+  return e ? e->ticket_keys : NULL;
+}
+
 static int setup_ctx(kh_tls_engine *e, kh_error *err) {
   kh_identity *id = e->identity;
   e->ctx = SSL_CTX_new(TLS_method());
@@ -220,6 +247,18 @@ static int setup_ctx(kh_tls_engine *e, kh_error *err) {
   /* mTLS always: a server requests and requires a client certificate. */
   SSL_CTX_set_custom_verify(e->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
   if (e->side == KH_TLS_SERVER) SSL_CTX_set_alpn_select_cb(e->ctx, alpn_select_cb, NULL);
+  /* Sessions resume only under the identity (certificate) that made them,
+   * and for at most an hour: policy and trust changes take effect. */
+  if (!SSL_CTX_set_session_id_context(e->ctx, id->leaf_fingerprint, KH_SHA256_LEN))
+    return kh_err(err, KH_ERR_INTERNAL, "cannot set session context");
+  SSL_CTX_set_session_psk_dhe_timeout(e->ctx, 3600);
+  if (e->side == KH_TLS_SERVER) {
+    if (e->ticket_keys == NULL) {
+      SSL_CTX_set_options(e->ctx, SSL_OP_NO_TICKET);
+    } else if (!kh_ticket_keys_install(e->ctx, engine_ticket_keys)) {
+      return kh_err(err, KH_ERR_INTERNAL, "cannot install ticket keys");
+    }
+  }
   return 1;
 }
 
@@ -237,6 +276,8 @@ kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err) {
   e->side = cfg->side;
   e->identity = kh_identity_ref(cfg->identity);
   e->allowed_suites = cfg->allowed_suites ? cfg->allowed_suites : KH_SUITE_ALL;
+  e->peer_rule = cfg->peer_rule;
+  e->ticket_keys = cfg->side == KH_TLS_SERVER ? kh_ticket_keys_ref(cfg->ticket_keys) : NULL;
   if (cfg->server_name && cfg->server_name[0]) e->server_name = strdup(cfg->server_name);
   for (size_t i = 0; i < cfg->expect_peer_count; i++) {
     if (cfg->expect_peers[i] && cfg->expect_peers[i][0])
@@ -257,6 +298,7 @@ kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err) {
   SSL_set_app_data(e->ssl, e);
   if (e->side == KH_TLS_CLIENT) {
     SSL_set_connect_state(e->ssl);
+    if (cfg->session != NULL && !SSL_set_session(e->ssl, cfg->session)) ERR_clear_error();
     if (e->server_name && !is_ip_literal(e->server_name) &&
         !SSL_set_tlsext_host_name(e->ssl, e->server_name)) {
       kh_err(err, KH_ERR_INVALID_ARGUMENT, "invalid server name");
@@ -281,6 +323,7 @@ void kh_tls_engine_free(kh_tls_engine *e) {
   SSL_free(e->ssl); /* frees both BIOs */
   SSL_CTX_free(e->ctx);
   kh_identity_unref(e->identity);
+  kh_ticket_keys_unref(e->ticket_keys);
   free(e->server_name);
   for (size_t i = 0; i < e->expect_peer_count; i++) free(e->expect_peers[i]);
   kh_wipe(e, sizeof(*e));
@@ -319,6 +362,32 @@ static int fail_step(kh_tls_engine *e, int ssl_err, kh_buf *out, kh_error *err) 
   return kh_err(err, KH_ERR_HANDSHAKE, "TLS handshake failed: %s", why);
 }
 
+/* recheck_resumed: a resumed handshake skips certificate verification, so
+ * the policy's peer lists are checked again against the session's peer. */
+static int recheck_resumed(kh_tls_engine *e, kh_buf *out, kh_error *err) {
+  STACK_OF(X509) *chain = SSL_get_peer_full_cert_chain(e->ssl);
+  X509 *leaf = chain && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
+  uint8_t alert = 0;
+  if (leaf != NULL && verify_policy(e, leaf, &alert)) return 1;
+  if (leaf == NULL) snprintf(e->reason, sizeof(e->reason), "resumed session has no peer");
+  e->failed = 1;
+  drain_output(e, out, err);
+  return kh_err(err, KH_ERR_HANDSHAKE, "%s", e->reason);
+}
+
+SSL_SESSION *kh_tls_engine_ticket(kh_tls_engine *e, const uint8_t *msg, size_t len, kh_error *err) {
+  if (!e->done || e->side != KH_TLS_CLIENT) {
+    kh_err(err, KH_ERR_FAILED_PRECONDITION, "no completed client handshake");
+    return NULL;
+  }
+  SSL_SESSION *s = SSL_process_tls13_new_session_ticket(e->ssl, msg, len);
+  if (s == NULL) {
+    ERR_clear_error();
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "not a valid NewSessionTicket message (%zu bytes)", len);
+  }
+  return s;
+}
+
 int kh_tls_engine_step(kh_tls_engine *e, const uint8_t *in, size_t in_len, size_t *out_consumed,
                        kh_buf *out, kh_error *err) {
   *out_consumed = 0;
@@ -330,6 +399,12 @@ int kh_tls_engine_step(kh_tls_engine *e, const uint8_t *in, size_t in_len, size_
   *out_consumed = in_len - BIO_ctrl_pending(e->rbio);
   if (r == 1) {
     e->done = 1;
+    if (SSL_session_reused(e->ssl) && !recheck_resumed(e, out, err)) return 0;
+    /* A BoringSSL server holds its NewSessionTickets until the first write;
+     * the app writes with its own record layer, so flush them now. They go
+     * out with the last flight and the write sequence counts them. */
+    if (e->side == KH_TLS_SERVER && e->ticket_keys != NULL && SSL_write(e->ssl, "", 0) < 0)
+      ERR_clear_error();
   } else {
     int se = SSL_get_error(e->ssl, r);
     if (se != SSL_ERROR_WANT_READ) return fail_step(e, se, out, err);

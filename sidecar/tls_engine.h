@@ -18,6 +18,8 @@
 #include "kh_buf.h"
 #include "kh_error.h"
 #include "kh_tls.h"
+#include "policy.h"
+#include "ticket_keys.h"
 
 typedef enum { KH_TLS_CLIENT = 0, KH_TLS_SERVER = 1 } kh_tls_side;
 
@@ -33,6 +35,12 @@ typedef struct {
   const char *server_name; /* client: SNI and hostname check; NULL/"" = none */
   const char *expect_peers[KH_MAX_EXPECT_PEERS]; /* client: allowed peer names */
   size_t expect_peer_count;
+  const kh_policy_rule *peer_rule; /* policy peer lists (borrowed, outlives the
+                                      engine); NULL: no policy restriction */
+  SSL_SESSION *session;            /* client: session to offer for resumption (the
+                                      engine takes a reference); NULL: none */
+  kh_ticket_keys *ticket_keys;     /* server: ticket keys (the engine takes a
+                                      reference); NULL: no tickets */
 } kh_tls_config;
 
 typedef struct {
@@ -69,6 +77,11 @@ int kh_tls_engine_step(kh_tls_engine *e, const uint8_t *in, size_t in_len, size_
 
 /* kh_tls_engine_done is 1 once the handshake has completed. */
 int kh_tls_engine_done(const kh_tls_engine *e);
+
+/* kh_tls_engine_ticket turns one NewSessionTicket message (header
+ * included) the peer sent after a completed client handshake into a
+ * resumable session (caller frees), or NULL with |err| set. */
+SSL_SESSION *kh_tls_engine_ticket(kh_tls_engine *e, const uint8_t *msg, size_t len, kh_error *err);
 
 /* kh_tls_engine_result fills |out| after completion. The caller wipes |out|
  * with kh_wipe when done. */

@@ -9,6 +9,8 @@
 #                                       spiffe://example.org/peer-server; client: spiffe://example.org/peer-client)
 #   DIR/rogue/{server,client}.{crt,key} leaves from other-ca
 # Key types for extra identities: KEYTYPES="rsa ed25519 p384" adds ids/<type>.
+# ROTATIONS=N adds DIR/rot/1..N/{tls.crt,tls.key}: fresh server leaves (same
+# names as ids/server, new keys) for rotation tests.
 set -euo pipefail
 dir=${1:?usage: make-test-pki.sh DIR}
 mkdir -p "$dir"/{ca,other-ca,ids,peer,rogue}
@@ -59,4 +61,9 @@ leaf other-ca p256 rogue/server.key rogue/server.crt "localhost" \
   "DNS:localhost,IP:127.0.0.1,URI:spiffe://example.org/server" "serverAuth,clientAuth"
 leaf other-ca p256 rogue/client.key rogue/client.crt "rogue-client" \
   "URI:spiffe://example.org/client" "serverAuth,clientAuth"
+for i in $(seq 1 "${ROTATIONS:-0}"); do
+  mkdir -p "rot/$i"
+  leaf ca p256 "rot/$i/tls.key" "rot/$i/tls.crt" "server-$i" \
+    "URI:spiffe://example.org/server,DNS:localhost,IP:127.0.0.1" "serverAuth,clientAuth"
+done
 rm -f ca/ca.srl other-ca/ca.srl

@@ -38,7 +38,8 @@ static void usage(void) {
           "  keyhold serve   --sidecar PATH [--identity ID] [--expect-peer ID]... [--alpn P]...\n"
           "                  --listen HOST:PORT [--echo] [--once]\n"
           "  keyhold init DIR\n"
-          "--sidecar defaults to $KEYHOLD_SIDECAR.\n");
+          "--sidecar defaults to $KEYHOLD_SIDECAR; --access-token TOKEN (connect and serve)\n"
+          "to $S2A_ACCESS_TOKEN.\n");
 }
 
 typedef struct {
@@ -61,6 +62,7 @@ static int parse(int argc, char **argv, options *o) {
       {"once", no_argument, NULL, 'o'},
       {"key-update", no_argument, NULL, 'k'},
       {"timeout", required_argument, NULL, 't'},
+      {"access-token", required_argument, NULL, 'T'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -86,6 +88,7 @@ static int parse(int argc, char **argv, options *o) {
       case 'o': o->once = 1; break;
       case 'k': o->key_update = 1; break;
       case 't': o->hs.timeout_ms = atoi(optarg); break;
+      case 'T': o->hs.access_token = optarg; break;
       case 'h': usage(); exit(0);
       default: usage(); return 0;
     }
@@ -191,7 +194,7 @@ static int cmd_connect(options *o) {
   int fd = tcp_connect(host, port, msg, sizeof(msg));
   if (fd < 0) die("%s", msg);
   kh_conn *c = kh_connect_fd(kc, fd, &o->hs, &err);
-  if (c == NULL) die("%s", err.msg);
+  if (c == NULL) die("%s [%s]", err.msg, kh_code_name(err.code));
   print_info("connected", c);
   /* Non-blocking from here: records without application data (tickets,
    * KeyUpdates) must not hold stdin hostage in kh_conn_read. */

@@ -1,7 +1,11 @@
 /* s2a_raw: sends scripted (often malformed) S2A v1 requests to keyholdd and
  * prints the status it ends the stream with:
  *   s2a_raw --socket PATH --expect CODE CASE
- * Exit 0 when the final status name equals CODE. */
+ * Exit 0 when the final status name equals CODE.
+ *   s2a_raw --socket PATH --half-open N
+ * holds N handshakes open at once (client_start, then silence) and prints
+ * how each ended: "half-open: N DEADLINE_EXCEEDED=a RESOURCE_EXHAUSTED=b
+ * other=c"; exit 0 when other is 0. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,16 +89,59 @@ static int run(kh_channel *ch, const char *method, kh_buf *msgs, size_t n, int c
   return 0;
 }
 
+/* half_open: |n| concurrent stalled handshakes on one connection. */
+static int half_open(const char *sock, int n) {
+  kh_error err;
+  kh_channel *ch = kh_channel_new(sock, &err);
+  if (ch == NULL || n <= 0 || n > 100000) return 2;
+  kh_stream **s = calloc((size_t)n, sizeof(*s));
+  kh_buf start = KH_BUF_INIT, resp = KH_BUF_INIT;
+  client_start(&start, "spiffe://example.org/client");
+  int deadline = 0, exhausted = 0, other = 0;
+  for (int i = 0; i < n; i++) {
+    s[i] = kh_stream_open(ch, METHOD, 30000, &err);
+    if (s[i] == NULL) {
+      other++;
+      continue;
+    }
+    /* The ClientHello comes back at once, or the limit's refusal. */
+    if (!kh_stream_send(s[i], start.data, start.len, &err) || !kh_stream_recv(s[i], &resp, &err)) {
+      exhausted += err.code == KH_ERR_RESOURCE_EXHAUSTED;
+      other += err.code != KH_ERR_RESOURCE_EXHAUSTED;
+      kh_stream_close(s[i], 0);
+      s[i] = NULL;
+    }
+  }
+  for (int i = 0; i < n; i++) { /* now wait for each one's end */
+    if (s[i] == NULL) continue;
+    kh_stream_recv(s[i], &resp, &err);
+    deadline += err.code == KH_ERR_DEADLINE_EXCEEDED;
+    other += err.code != KH_ERR_DEADLINE_EXCEEDED;
+    kh_stream_close(s[i], 0);
+  }
+  printf("half-open: %d DEADLINE_EXCEEDED=%d RESOURCE_EXHAUSTED=%d other=%d\n", n, deadline,
+         exhausted, other);
+  kh_buf_free(&start);
+  kh_buf_free(&resp);
+  free(s);
+  kh_channel_free(ch);
+  return other == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   const char *sock = NULL, *expect = NULL, *which = NULL;
+  int many = 0;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+    if (strcmp(argv[i], "--half-open") == 0 && i + 1 < argc)
+      many = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
       sock = argv[++i];
     else if (strcmp(argv[i], "--expect") == 0 && i + 1 < argc)
       expect = argv[++i];
     else
       which = argv[i];
   }
+  if (sock != NULL && many > 0) return half_open(sock, many);
   if (sock == NULL || expect == NULL || which == NULL) {
     fprintf(stderr, "usage: s2a_raw --socket PATH --expect CODE CASE\n");
     return 2;
@@ -137,6 +184,8 @@ int main(int argc, char **argv) {
   } else if (strcmp(which, "hold") == 0) {
     /* start a handshake and never continue it: for shutdown tests */
     client_start(&m[0], "spiffe://example.org/client");
+  } else if (strcmp(which, "silent") == 0) {
+    n = 0; /* open the stream, send nothing: a stalled app */
   } else if (strcmp(which, "half-close") == 0) {
     client_start(&m[0], "spiffe://example.org/client");
     half_close = 1;

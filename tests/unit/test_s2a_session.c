@@ -99,7 +99,8 @@ static S2a__Proto__SessionResp *handle(kh_s2a_session *s, kh_buf *req, kh_s2a_ou
 }
 
 START_TEST(test_full_handshake_between_sessions) {
-  kh_s2a_session *c = kh_s2a_session_new(g_store), *s = kh_s2a_session_new(g_store);
+  kh_s2a_session *c = kh_s2a_session_new(&(kh_s2a_env){.store = g_store}, NULL),
+                 *s = kh_s2a_session_new(&(kh_s2a_env){.store = g_store}, NULL);
   kh_buf req = KH_BUF_INIT;
   kh_error err;
   client_start(&req, "spiffe://example.org/client", "spiffe://example.org/server", -1);
@@ -154,7 +155,7 @@ END_TEST
 
 /* expect_failure runs one request on a fresh session and checks the status. */
 static void expect_failure(kh_buf *req, int first_start, unsigned code, const char *needle) {
-  kh_s2a_session *s = kh_s2a_session_new(g_store);
+  kh_s2a_session *s = kh_s2a_session_new(&(kh_s2a_env){.store = g_store}, NULL);
   kh_error err;
   if (first_start) {
     kh_buf st = KH_BUF_INIT;

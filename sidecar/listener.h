@@ -1,0 +1,39 @@
+/* listener.h: keyholdd's own Unix-socket acceptor. gRPC 1.51 exposes no peer
+ * credentials, so keyholdd accepts each connection itself, reads SO_PEERCRED
+ * (uid, gid, pid), records it with the socket's inode, and hands the fd to
+ * gRPC (grpc_server_add_channel_from_fd). A call later finds its connection's
+ * credentials by the fd number in its peer string ("fd:N"); the inode check
+ * makes a reused fd number fail closed instead of inheriting credentials. */
+#ifndef KH_LISTENER_H
+#define KH_LISTENER_H
+
+#include <grpc/grpc.h>
+#include <sys/types.h>
+
+#include "kh_error.h"
+#include "policy.h"
+
+typedef struct kh_listener kh_listener;
+
+/* kh_listener_open binds |path| (refusing a live socket, replacing a stale
+ * one), sets its mode (|mode| < 0: 0660) and group (|gid| (gid_t)-1: keep). */
+kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *err);
+
+/* kh_listener_start spawns the accept thread. |admit| decides at accept time
+ * whether a caller may use keyholdd at all (the connection is still handed to
+ * gRPC so a refused caller is told why, per call). */
+int kh_listener_start(kh_listener *l, grpc_server *server, int (*admit)(void *, const kh_caller *),
+                      void *admit_arg, kh_error *err);
+
+/* kh_listener_caller finds the credentials of the connection behind |peer|
+ * (grpc_call_get_peer). Returns 1 and fills |out| / |*admitted|, or 0 if the
+ * connection is unknown or its fd now refers to another socket. */
+int kh_listener_caller(kh_listener *l, const char *peer, kh_caller *out, int *admitted);
+
+/* kh_listener_stop_accepting ends the accept thread (before gRPC shuts down). */
+void kh_listener_stop_accepting(kh_listener *l);
+
+/* kh_listener_close stops accepting, closes the socket and unlinks its path. */
+void kh_listener_close(kh_listener *l);
+
+#endif /* KH_LISTENER_H */
