@@ -198,6 +198,8 @@ static void identity_destroy(kh_identity *id) {
   sk_X509_pop_free(id->chain, X509_free);
   EVP_PKEY_free(id->key); /* BoringSSL clears key material on free */
   X509_STORE_free(id->trust);
+  SSL_CTX_free(id->tls_ctx[0]);
+  SSL_CTX_free(id->tls_ctx[1]);
   kh_wipe(id, sizeof(*id));
   free(id);
 }

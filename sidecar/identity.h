@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <openssl/base.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "kh_error.h"
@@ -29,6 +30,9 @@ typedef struct kh_identity {
   X509_STORE *trust;      /* from ca.crt */
   uint8_t leaf_fingerprint[KH_SHA256_LEN];
   int refs; /* kh_identity_ref / kh_identity_unref */
+  /* TLS contexts (client, server) built once per identity by the TLS engine
+   * and shared by its handshakes; freed with the identity. */
+  SSL_CTX *tls_ctx[2];
 } kh_identity;
 
 /* kh_identity_load loads one identity directory. */

@@ -220,20 +220,17 @@ static kh_ticket_keys *engine_ticket_keys(SSL *ssl) {
   return e ? e->ticket_keys : NULL;
 }
 
-static int setup_ctx(kh_tls_engine *e, kh_error *err) {
-  kh_identity *id = e->identity;
-  e->ctx = SSL_CTX_new(TLS_method());
-  if (e->ctx == NULL || !SSL_CTX_set_min_proto_version(e->ctx, TLS1_3_VERSION) ||
-      !SSL_CTX_set_max_proto_version(e->ctx, TLS1_3_VERSION) ||
-      !SSL_CTX_use_certificate(e->ctx, sk_X509_value(id->chain, 0)) ||
-      !SSL_CTX_use_PrivateKey(e->ctx, id->key)) {
-    return kh_err(err, KH_ERR_INTERNAL, "cannot configure TLS context for %s",
-                  kh_identity_name(id));
-  }
-  for (size_t i = 1; i < sk_X509_num(id->chain); i++) {
-    if (!SSL_CTX_add1_chain_cert(e->ctx, sk_X509_value(id->chain, i)))
-      return kh_err(err, KH_ERR_INTERNAL, "cannot add intermediate certificate");
-  }
+/* build_ctx: everything about a TLS context that depends only on the identity
+ * and the side. Per-handshake settings live on the SSL; callbacks find the
+ * engine through SSL_get_app_data. */
+static SSL_CTX *build_ctx(const kh_identity *id, kh_tls_side side, kh_error *err) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+  int ok = ctx != NULL && SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) &&
+           SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) &&
+           SSL_CTX_use_certificate(ctx, sk_X509_value(id->chain, 0)) &&
+           SSL_CTX_use_PrivateKey(ctx, id->key);
+  for (size_t i = 1; ok && i < sk_X509_num(id->chain); i++)
+    ok = SSL_CTX_add1_chain_cert(ctx, sk_X509_value(id->chain, i));
   /* BoringSSL leaves Ed25519 out of its default verify list; peers with
    * Ed25519 leaves are allowed, so list every algorithm we accept. */
   static const uint16_t verify_prefs[] = {
@@ -241,24 +238,32 @@ static int setup_ctx(kh_tls_engine *e, kh_error *err) {
       SSL_SIGN_ECDSA_SECP384R1_SHA384, SSL_SIGN_RSA_PSS_RSAE_SHA384, SSL_SIGN_RSA_PKCS1_SHA384,
       SSL_SIGN_RSA_PSS_RSAE_SHA512,    SSL_SIGN_RSA_PKCS1_SHA512,    SSL_SIGN_ED25519,
   };
-  if (!SSL_CTX_set_verify_algorithm_prefs(e->ctx, verify_prefs,
-                                          sizeof(verify_prefs) / sizeof(verify_prefs[0])))
-    return kh_err(err, KH_ERR_INTERNAL, "cannot set signature algorithms");
-  /* mTLS always: a server requests and requires a client certificate. */
-  SSL_CTX_set_custom_verify(e->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
-  if (e->side == KH_TLS_SERVER) SSL_CTX_set_alpn_select_cb(e->ctx, alpn_select_cb, NULL);
+  ok = ok && SSL_CTX_set_verify_algorithm_prefs(ctx, verify_prefs,
+                                                sizeof(verify_prefs) / sizeof(verify_prefs[0]));
   /* Sessions resume only under the identity (certificate) that made them,
    * and for at most an hour: policy and trust changes take effect. */
-  if (!SSL_CTX_set_session_id_context(e->ctx, id->leaf_fingerprint, KH_SHA256_LEN))
-    return kh_err(err, KH_ERR_INTERNAL, "cannot set session context");
-  SSL_CTX_set_session_psk_dhe_timeout(e->ctx, 3600);
-  if (e->side == KH_TLS_SERVER) {
-    if (e->ticket_keys == NULL) {
-      SSL_CTX_set_options(e->ctx, SSL_OP_NO_TICKET);
-    } else if (!kh_ticket_keys_install(e->ctx, engine_ticket_keys)) {
-      return kh_err(err, KH_ERR_INTERNAL, "cannot install ticket keys");
-    }
+  ok = ok && SSL_CTX_set_session_id_context(ctx, id->leaf_fingerprint, KH_SHA256_LEN);
+  if (ok && side == KH_TLS_SERVER) ok = kh_ticket_keys_install(ctx, engine_ticket_keys);
+  if (!ok) {
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    kh_err(err, KH_ERR_INTERNAL, "cannot configure TLS context for %s", kh_identity_name(id));
+    return NULL;
   }
+  /* mTLS always: a server requests and requires a client certificate. */
+  SSL_CTX_set_custom_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+  if (side == KH_TLS_SERVER) SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+  SSL_CTX_set_session_psk_dhe_timeout(ctx, 3600);
+  return ctx;
+}
+
+/* setup_ctx takes the identity's shared context for this side, building it
+ * on first use (keyholdd's event loop is single-threaded). */
+static int setup_ctx(kh_tls_engine *e, kh_error *err) {
+  SSL_CTX **slot = &e->identity->tls_ctx[e->side == KH_TLS_SERVER];
+  if (*slot == NULL && (*slot = build_ctx(e->identity, e->side, err)) == NULL) return 0;
+  SSL_CTX_up_ref(*slot);
+  e->ctx = *slot;
   return 1;
 }
 
@@ -310,6 +315,7 @@ kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err) {
     }
   } else {
     SSL_set_accept_state(e->ssl);
+    if (e->ticket_keys == NULL) SSL_set_options(e->ssl, SSL_OP_NO_TICKET);
   }
   return e;
 fail:
