@@ -136,7 +136,7 @@ static void send_tickets(kh_conn *c) {
   int ok = kh_s2a_ticket_req(c->connection_id, c->local, c->token_set ? c->token : NULL, c->tickets,
                              c->n_tickets, &req, &err) &&
            (st = kh_stream_open(c->kc->channel, KH_S2A_METHOD, KH_TICKET_TIMEOUT_MS, &err)) &&
-           kh_stream_send(st, req.data, req.len, &err) && kh_stream_recv(st, &resp, &err) &&
+           kh_stream_exchange(st, req.data, req.len, &resp, &err) &&
            kh_s2a_ticket_resp(resp.data, resp.len, &err);
   (void)ok;
   kh_stream_close(st, 0);
@@ -195,7 +195,7 @@ static int exchange(kh_stream *st, kh_s2a_hs *hs, int fd, kh_buf *req,
   int ok = 0;
   for (int round = 0; round < KH_MAX_HS_ROUNDS; round++) {
     int done = 0;
-    if (!kh_stream_send(st, req->data, req->len, err) || !kh_stream_recv(st, &resp, err)) break;
+    if (!kh_stream_exchange(st, req->data, req->len, &resp, err)) break;
     int good = kh_s2a_hs_on_resp(hs, resp.data, resp.len, &to_peer, &done, err);
     kh_buf_reset(&resp);
     /* Forward out_frames even on failure: they carry the alert. */

@@ -27,8 +27,9 @@ struct kh_stream {
   grpc_metadata_array initial_md;
   grpc_metadata_array trailing_md;
   int got_initial_md;
-  int finished;    /* status received */
-  int half_closed; /* SEND_CLOSE_FROM_CLIENT done */
+  int sent_initial_md; /* deferred to the first batch */
+  int finished;        /* status received */
+  int half_closed;     /* SEND_CLOSE_FROM_CLIENT done */
   grpc_status_code status;
   grpc_slice status_details;
 };
@@ -145,15 +146,7 @@ kh_stream *kh_stream_open(kh_channel *ch, const char *method, int timeout_ms, kh
     kh_stream_close(s, 0);
     return NULL;
   }
-  grpc_op op;
-  memset(&op, 0, sizeof(op));
-  op.op = GRPC_OP_SEND_INITIAL_METADATA;
-  int r = run_batch(s, &op, 1, err);
-  if (r != 1) {
-    if (r == 2) kh_err(err, KH_ERR_UNAVAILABLE, "sidecar unavailable at %s", ch->path);
-    kh_stream_close(s, 1);
-    return NULL;
-  }
+  /* Initial metadata goes out with the first message (one batch less). */
   return s;
 }
 
@@ -199,36 +192,41 @@ static int status_error(kh_stream *s, kh_error *err) {
   return 0;
 }
 
-int kh_stream_send(kh_stream *s, const uint8_t *msg, size_t len, kh_error *err) {
-  grpc_slice slice = grpc_slice_from_copied_buffer((const char *)msg, len);
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
-  grpc_slice_unref(slice);
-  grpc_op op;
-  memset(&op, 0, sizeof(op));
-  op.op = GRPC_OP_SEND_MESSAGE;
-  op.data.send_message.send_message = bb;
-  int r = run_batch(s, &op, 1, err);
-  grpc_byte_buffer_destroy(bb);
-  if (r == 2) return status_error(s, err);
-  return r;
+/* add_send appends the ops that send |bb| (and, the first time, the
+ * initial metadata) to |ops|. */
+static void add_send(kh_stream *s, grpc_op *ops, size_t *n, grpc_byte_buffer *bb) {
+  if (!s->sent_initial_md) {
+    memset(&ops[*n], 0, sizeof(ops[*n]));
+    ops[(*n)++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    s->sent_initial_md = 1;
+  }
+  memset(&ops[*n], 0, sizeof(ops[*n]));
+  ops[*n].op = GRPC_OP_SEND_MESSAGE;
+  ops[(*n)++].data.send_message.send_message = bb;
 }
 
-int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err) {
-  grpc_op ops[2];
-  size_t n = 0;
-  grpc_byte_buffer *bb = NULL;
-  memset(ops, 0, sizeof(ops));
+/* add_recv appends the ops that receive the next message into |*bb| (and
+ * sends the initial metadata if nothing was sent yet). */
+static void add_recv(kh_stream *s, grpc_op *ops, size_t *n, grpc_byte_buffer **bb) {
+  if (!s->sent_initial_md) {
+    memset(&ops[*n], 0, sizeof(ops[*n]));
+    ops[(*n)++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    s->sent_initial_md = 1;
+  }
   if (!s->got_initial_md) {
-    ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[n].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
-    n++;
+    memset(&ops[*n], 0, sizeof(ops[*n]));
+    ops[*n].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[(*n)++].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
     s->got_initial_md = 1;
   }
-  ops[n].op = GRPC_OP_RECV_MESSAGE;
-  ops[n].data.recv_message.recv_message = &bb;
-  n++;
-  int r = run_batch(s, ops, n, err);
-  if (r == 0) return 0;
+  memset(&ops[*n], 0, sizeof(ops[*n]));
+  ops[*n].op = GRPC_OP_RECV_MESSAGE;
+  ops[(*n)++].data.recv_message.recv_message = bb;
+}
+
+/* take_message moves a received message into |out|, wiping gRPC's copy
+ * (responses carry traffic secrets). NULL |bb|: the stream ended. */
+static int take_message(kh_stream *s, grpc_byte_buffer *bb, kh_buf *out, kh_error *err) {
   if (bb == NULL) return status_error(s, err);
   kh_buf_reset(out);
   grpc_byte_buffer_reader reader;
@@ -236,7 +234,6 @@ int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err) {
   grpc_slice slice;
   while (ok && grpc_byte_buffer_reader_next(&reader, &slice)) {
     ok = kh_buf_append(out, GRPC_SLICE_START_PTR(slice), GRPC_SLICE_LENGTH(slice));
-    /* Responses carry traffic secrets: wipe gRPC's copy too. */
     kh_wipe(GRPC_SLICE_START_PTR(slice), GRPC_SLICE_LENGTH(slice));
     grpc_slice_unref(slice);
   }
@@ -244,6 +241,48 @@ int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err) {
   grpc_byte_buffer_destroy(bb);
   if (!ok) return kh_err(err, KH_ERR_NOMEM, "out of memory");
   return 1;
+}
+
+static grpc_byte_buffer *message(const uint8_t *msg, size_t len) {
+  grpc_slice slice = grpc_slice_from_copied_buffer((const char *)msg, len);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  return bb;
+}
+
+int kh_stream_send(kh_stream *s, const uint8_t *msg, size_t len, kh_error *err) {
+  grpc_op ops[2];
+  size_t n = 0;
+  grpc_byte_buffer *bb = message(msg, len);
+  add_send(s, ops, &n, bb);
+  int r = run_batch(s, ops, n, err);
+  grpc_byte_buffer_destroy(bb);
+  if (r == 2) return status_error(s, err);
+  return r;
+}
+
+int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err) {
+  grpc_op ops[3];
+  size_t n = 0;
+  grpc_byte_buffer *bb = NULL;
+  add_recv(s, ops, &n, &bb);
+  if (run_batch(s, ops, n, err) == 0) return 0;
+  return take_message(s, bb, out, err);
+}
+
+int kh_stream_exchange(kh_stream *s, const uint8_t *msg, size_t len, kh_buf *out, kh_error *err) {
+  grpc_op ops[5];
+  size_t n = 0;
+  grpc_byte_buffer *in = NULL, *bb = message(msg, len);
+  add_send(s, ops, &n, bb);
+  add_recv(s, ops, &n, &in);
+  int r = run_batch(s, ops, n, err);
+  grpc_byte_buffer_destroy(bb);
+  if (r == 0) {
+    if (in) grpc_byte_buffer_destroy(in);
+    return 0;
+  }
+  return take_message(s, in, out, err);
 }
 
 int kh_stream_half_close(kh_stream *s, kh_error *err) {
@@ -266,12 +305,13 @@ void kh_stream_close(kh_stream *s, int cancel) {
       if (run_batch(s, &op, 1, &ignored) != 0) s->finished = 1;
     }
     if (!s->finished) {
-      grpc_op ops[2];
+      grpc_op ops[3];
+      size_t n = 0;
       memset(ops, 0, sizeof(ops));
-      ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-      status_op(s, &ops[1]);
-      if (grpc_call_start_batch(s->call, cancel ? &ops[1] : ops, cancel ? 1 : 2, s, NULL) ==
-          GRPC_CALL_OK) {
+      if (!cancel && !s->sent_initial_md) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+      if (!cancel) ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+      status_op(s, &ops[n++]);
+      if (grpc_call_start_batch(s->call, ops, n, s, NULL) == GRPC_CALL_OK) {
         grpc_event ev = grpc_completion_queue_pluck(s->cq, s, s->deadline, NULL);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
           grpc_call_cancel(s->call, NULL);

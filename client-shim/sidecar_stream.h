@@ -22,6 +22,9 @@ int kh_stream_send(kh_stream *s, const uint8_t *msg, size_t len, kh_error *err);
 /* kh_stream_recv reads the next message into |out| (replacing its contents).
  * If the sidecar ended the stream instead, it fails with the call's status. */
 int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err);
+/* kh_stream_exchange sends |msg| and reads the answer in one gRPC batch
+ * (one wake-up instead of two); errors as kh_stream_recv. */
+int kh_stream_exchange(kh_stream *s, const uint8_t *msg, size_t len, kh_buf *out, kh_error *err);
 /* kh_stream_half_close tells the sidecar no more requests follow and
  * collects the status the stream ends with (always fails: with the status,
  * or KH_ERR_INTERNAL if it was OK without a result). */
