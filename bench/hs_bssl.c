@@ -1,0 +1,112 @@
+/* hs_bssl: the in-process baseline of the handshake benchmark (BoringSSL
+ * only, like keyholdd). Also plays the peer.
+ *   hs_bssl server CERT KEY CA THREADS          prints "port N", serves until killed
+ *   hs_bssl client PORT CERT KEY CA CONC SECS   prints one result line
+ * Every handshake is mutual TLS 1.3 with P-256 and chain verification; the
+ * server writes one byte after it, the client reads it (so both sides have
+ * finished) and closes. No tickets: every handshake is a full one. */
+#include <pthread.h>
+#include <signal.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "hs_common.h"
+
+static SSL_CTX *g_ctx;
+static int g_lfd, g_port, g_conc;
+static double g_end;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static double *g_lat;
+static size_t g_n, g_failed;
+
+static SSL_CTX *make_ctx(int server, const char *cert, const char *key, const char *ca) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+  if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+      !SSL_CTX_use_certificate_chain_file(ctx, cert) ||
+      !SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) ||
+      !SSL_CTX_load_verify_locations(ctx, ca, NULL)) {
+    fprintf(stderr, "hs_bssl: cannot load %s / %s / %s\n", cert, key, ca);
+    exit(1);
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  (void)server;
+  return ctx;
+}
+
+static void *serve(void *arg) {
+  (void)arg;
+  for (;;) {
+    int fd = accept(g_lfd, NULL, NULL);
+    if (fd < 0) continue;
+    SSL *ssl = SSL_new(g_ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) == 1) {
+      SSL_write(ssl, "k", 1);
+      SSL_shutdown(ssl);
+    }
+    ERR_clear_error();
+    SSL_free(ssl);
+    close(fd);
+  }
+  return NULL;
+}
+
+static void *client(void *arg) {
+  (void)arg;
+  double *lat = malloc(sizeof(double) * 200000);
+  size_t n = 0, failed = 0;
+  while (hs_now() < g_end && n < 200000) {
+    double t0 = hs_now();
+    int fd = hs_connect(g_port);
+    SSL *ssl = SSL_new(g_ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    char b;
+    int ok = fd >= 0 && SSL_connect(ssl) == 1 && SSL_read(ssl, &b, 1) == 1;
+    if (ok)
+      lat[n++] = hs_now() - t0;
+    else
+      failed++;
+    ERR_clear_error();
+    SSL_free(ssl);
+    if (fd >= 0) close(fd);
+  }
+  pthread_mutex_lock(&g_mu);
+  for (size_t i = 0; i < n && g_n < HS_MAX_SAMPLES; i++) g_lat[g_n++] = lat[i];
+  g_failed += failed;
+  pthread_mutex_unlock(&g_mu);
+  free(lat);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  signal(SIGPIPE, SIG_IGN);
+  if (argc == 6 && strcmp(argv[1], "server") == 0) {
+    g_ctx = make_ctx(1, argv[2], argv[3], argv[4]);
+    g_lfd = hs_listen();
+    int threads = atoi(argv[5]);
+    pthread_t t;
+    for (int i = 0; i < threads; i++) pthread_create(&t, NULL, serve, NULL);
+    pause();
+    return 0;
+  }
+  if (argc == 8 && strcmp(argv[1], "client") == 0) {
+    g_port = atoi(argv[2]);
+    g_ctx = make_ctx(0, argv[3], argv[4], argv[5]);
+    g_conc = atoi(argv[6]);
+    double secs = atof(argv[7]);
+    g_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
+    pthread_t *t = calloc((size_t)g_conc, sizeof(*t));
+    double t0 = hs_now();
+    g_end = t0 + secs;
+    for (int i = 0; i < g_conc; i++) pthread_create(&t[i], NULL, client, NULL);
+    for (int i = 0; i < g_conc; i++) pthread_join(t[i], NULL);
+    hs_report(g_n, g_failed, hs_now() - t0, g_lat);
+    return 0;
+  }
+  fprintf(stderr,
+          "usage: hs_bssl server CERT KEY CA THREADS | client PORT CERT KEY CA CONC SECS\n");
+  return 2;
+}

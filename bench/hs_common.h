@@ -1,0 +1,71 @@
+/* hs_common.h: the parts of the handshake benchmark's worker programs that
+ * do not touch TLS (sockets, clocks, latency statistics). Header-only so
+ * the BoringSSL worker and the libkeyhold worker share it without linking a
+ * common object into both process kinds. */
+#ifndef KH_HS_COMMON_H
+#define KH_HS_COMMON_H
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HS_MAX_SAMPLES 2000000
+
+static inline double hs_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* hs_listen: a TCP listener on 127.0.0.1:0; prints "port N" on stdout. */
+static inline int hs_listen(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof(sa);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 4096) != 0 ||
+      getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+    perror("listen");
+    exit(1);
+  }
+  printf("port %d\n", ntohs(sa.sin_port));
+  fflush(stdout);
+  return fd;
+}
+
+static inline int hs_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static inline int hs_cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* hs_report prints the line the driver parses. |lat| holds seconds. */
+static inline void hs_report(size_t n, size_t failed, double secs, double *lat) {
+  qsort(lat, n, sizeof(double), hs_cmp_double);
+  double p50 = n ? lat[n / 2] * 1e6 : 0, p99 = n ? lat[(n * 99) / 100] * 1e6 : 0;
+  printf("handshakes=%zu failed=%zu seconds=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f\n", n, failed,
+         secs, secs > 0 ? (double)n / secs : 0, p50, p99);
+  fflush(stdout);
+}
+
+#endif /* KH_HS_COMMON_H */

@@ -1,0 +1,107 @@
+/* hs_keyhold: "ours" in the handshake benchmark: the same work as hs_bssl,
+ * with the handshake offloaded to keyholdd through libkeyhold (this process
+ * links OpenSSL's libcrypto, never BoringSSL).
+ *   hs_keyhold server SOCKET THREADS            prints "port N", serves until killed
+ *   hs_keyhold client SOCKET PORT CONC SECS     prints one result line */
+#include <pthread.h>
+#include <signal.h>
+
+#include "hs_common.h"
+#include "keyhold.h"
+
+static const char *g_sock;
+static int g_lfd, g_port;
+static double g_end;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static double *g_lat;
+static size_t g_n, g_failed;
+
+static kh_client *new_client(void) {
+  kh_error err;
+  kh_client *kc = kh_client_new(g_sock, &err);
+  if (kc == NULL) {
+    fprintf(stderr, "hs_keyhold: %s\n", err.msg);
+    exit(1);
+  }
+  return kc;
+}
+
+static void *serve(void *arg) {
+  (void)arg;
+  kh_client *kc = new_client();
+  kh_handshake_opts o = KH_HANDSHAKE_OPTS_INIT;
+  o.local_identity = "spiffe://example.org/server";
+  for (;;) {
+    int fd = accept(g_lfd, NULL, NULL);
+    if (fd < 0) continue;
+    kh_error err;
+    kh_conn *c = kh_accept_fd(kc, fd, &o, &err);
+    if (c != NULL) {
+      kh_conn_write(c, "k", 1, &err);
+      kh_conn_close(c, &err);
+      kh_conn_free(c);
+    }
+    close(fd);
+  }
+  return NULL;
+}
+
+static void *client(void *arg) {
+  (void)arg;
+  kh_client *kc = new_client();
+  kh_handshake_opts o = KH_HANDSHAKE_OPTS_INIT;
+  o.local_identity = "spiffe://example.org/client";
+  o.server_name = "localhost";
+  double *lat = malloc(sizeof(double) * 200000);
+  size_t n = 0, failed = 0;
+  while (hs_now() < g_end && n < 200000) {
+    double t0 = hs_now();
+    int fd = hs_connect(g_port);
+    kh_error err;
+    kh_conn *c = fd >= 0 ? kh_connect_fd(kc, fd, &o, &err) : NULL;
+    char b;
+    int ok = c != NULL && kh_conn_read(c, &b, 1, &err) == 1;
+    if (ok)
+      lat[n++] = hs_now() - t0;
+    else
+      failed++;
+    kh_conn_free(c);
+    if (fd >= 0) close(fd);
+  }
+  pthread_mutex_lock(&g_mu);
+  for (size_t i = 0; i < n && g_n < HS_MAX_SAMPLES; i++) g_lat[g_n++] = lat[i];
+  g_failed += failed;
+  pthread_mutex_unlock(&g_mu);
+  free(lat);
+  kh_client_free(kc);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  signal(SIGPIPE, SIG_IGN);
+  if (argc == 4 && strcmp(argv[1], "server") == 0) {
+    g_sock = argv[2];
+    g_lfd = hs_listen();
+    int threads = atoi(argv[3]);
+    pthread_t t;
+    for (int i = 0; i < threads; i++) pthread_create(&t, NULL, serve, NULL);
+    pause();
+    return 0;
+  }
+  if (argc == 6 && strcmp(argv[1], "client") == 0) {
+    g_sock = argv[2];
+    g_port = atoi(argv[3]);
+    int conc = atoi(argv[4]);
+    double secs = atof(argv[5]);
+    g_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
+    pthread_t *t = calloc((size_t)conc, sizeof(*t));
+    double t0 = hs_now();
+    g_end = t0 + secs;
+    for (int i = 0; i < conc; i++) pthread_create(&t[i], NULL, client, NULL);
+    for (int i = 0; i < conc; i++) pthread_join(t[i], NULL);
+    hs_report(g_n, g_failed, hs_now() - t0, g_lat);
+    return 0;
+  }
+  fprintf(stderr, "usage: hs_keyhold server SOCKET THREADS | client SOCKET PORT CONC SECS\n");
+  return 2;
+}
