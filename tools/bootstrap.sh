@@ -30,6 +30,12 @@ meson test -C "$build" --print-errorlogs --num-processes 2
 # Benchmarks run once, briefly, so they keep working (numbers not judged).
 "$build/bench/record_bench" 0.02
 
+# The unit tests under valgrind memcheck (tools/valgrind.sh; a debug build in
+# ${build}-vg, about 30 s on 2 cores); skip with KEYHOLD_VALGRIND=0.
+if [ "${KEYHOLD_VALGRIND:-1}" = 1 ]; then
+  bash tools/valgrind.sh "${build}-vg"
+fi
+
 # The same suite again, built by clang (so both compilers must stay
 # warning-free) with AddressSanitizer + UndefinedBehaviorSanitizer (leaks
 # included: keyholdd's clean exit after SIGTERM is checked by tests).
