@@ -10,6 +10,8 @@ P=$T/pki
 bg "$KEYHOLDD" --socket "$T/kd.sock" --identities "$P/ids" --handshake-timeout-ms 300 \
   --max-handshakes-per-caller 200 2>"$T/kd.log"
 KD_PID=${PIDS[-1]}
+KD_PIDS+=("$KD_PID")
+KD_LOGS+=("$T/kd.log")
 wait_for "$T/kd.log" "listening on"
 raw() { "$S2A_RAW" --socket "$T/$1" --expect "$2" "$3"; }
 
@@ -52,8 +54,12 @@ for _ in $(seq 6); do round 50 || bad=$((bad + $?)); done
 after=$(rss)
 [ "$bad" -eq 0 ] && pass "300 stalled handshakes all cut off with DEADLINE_EXCEEDED" || fail "$bad of 300 did not end with DEADLINE_EXCEEDED"
 growth=$((after - base))
-[ "$growth" -lt 2048 ] && pass "RSS ${base} kB -> ${after} kB over 300 stalled handshakes (growth ${growth} kB < 2048)" \
-  || fail "RSS grew ${growth} kB (${base} -> ${after})"
+if asan_build; then
+  echo "# RSS not judged under AddressSanitizer (its quarantine holds freed memory); LeakSanitizer checks keyholdd at exit"
+else
+  [ "$growth" -lt 2048 ] && pass "RSS ${base} kB -> ${after} kB over 300 stalled handshakes (growth ${growth} kB < 2048)" \
+    || fail "RSS grew ${growth} kB (${base} -> ${after})"
+fi
 kill -0 "$KD_PID" && pass "keyholdd still serving" || fail "keyholdd died"
 
 # Per-caller limit: 5 concurrent handshakes for this uid; the rest refused.

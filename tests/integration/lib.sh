@@ -6,15 +6,49 @@ set -euo pipefail
 : "${KEYHOLDD:?}" "${KEYHOLD:?}" "${KH_TEST_PKI:?}"
 T=$(mktemp -d /tmp/kh-it.XXXXXX)
 PIDS=()
+KD_PIDS=() # keyholdd processes started by start_keyholdd, and their logs
+KD_LOGS=()
 FAILS=0
 PASSES=0
 
+# stop_keyholdds: SIGTERM every keyholdd still running; each must exit 0
+# within 10 s (in an AddressSanitizer build a leak makes LeakSanitizer turn
+# the exit status non-zero, so every test checks keyholdd for leaks).
+running() { # running PID: alive and not a zombie
+  [ -r "/proc/$1/stat" ] && ! grep -qE '^[0-9]+ \(.*\) Z' "/proc/$1/stat" 2>/dev/null
+}
+
+stop_keyholdds() {
+  local i p st
+  for i in "${!KD_PIDS[@]}"; do
+    p=${KD_PIDS[$i]}
+    running "$p" || continue # ended (or was killed) by the test itself
+    kill -TERM "$p"
+    for _ in $(seq 200); do running "$p" || break; sleep 0.05; done
+    running "$p" && { kill -KILL "$p"; echo "not ok - keyholdd $p hung after SIGTERM"; }
+    st=0
+    wait "$p" 2>/dev/null || st=$?
+    if [ "$st" -ne 0 ]; then
+      FAILS=$((FAILS + 1))
+      echo "not ok - keyholdd $p exited $st after SIGTERM; ${KD_LOGS[$i]} ends:"
+      tail -20 "${KD_LOGS[$i]}" | sed 's/^/    /'
+    fi
+  done
+}
+
 cleanup() {
+  local rc=$?
+  stop_keyholdds
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ "$FAILS" -eq 0 ]; then rm -rf "$T"; else echo "kept $T for inspection"; fi
+  if [ "$FAILS" -eq 0 ]; then rm -rf "$T"; else echo "kept $T for inspection"; rc=1; fi
+  exit "$rc"
 }
 trap cleanup EXIT
+
+# asan_build: keyholdd was built with AddressSanitizer (RSS figures then
+# measure its quarantine, not our memory; LeakSanitizer checks leaks instead).
+asan_build() { grep -q AddressSanitizer "$KEYHOLDD"; }
 
 bg() { # bg CMD...: start in the background and remember the pid
   "$@" <&0 &  # explicit: a background job would otherwise read /dev/null
@@ -52,6 +86,8 @@ make_pki() { bash "$KH_TEST_PKI" "$T/pki"; }
 # start_keyholdd NAME IDSDIR: keyholdd on $T/NAME.sock, log $T/NAME.log.
 start_keyholdd() {
   bg "$KEYHOLDD" --socket "$T/$1.sock" --identities "$2" 2>"$T/$1.log"
+  KD_PIDS+=("${PIDS[-1]}")
+  KD_LOGS+=("$T/$1.log")
   wait_for "$T/$1.log" "listening on"
 }
 
