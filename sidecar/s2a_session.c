@@ -178,7 +178,7 @@ static kh_identity *find_identity(kh_s2a_session *s, const char *name, kh_error 
   if (s->policy != NULL && s->caller.uid != getuid() && err != NULL &&
       err->code == KH_ERR_NOT_FOUND)
     kh_err(err, KH_ERR_PERMISSION_DENIED, "caller uid %u may not use identity '%.100s'",
-           (unsigned)s->caller.uid, name);
+           (unsigned)s->caller.uid, name ? name : "(default)");
   return id;
 }
 
