@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# run-all.sh [BUILD_DIR] [brief]: runs every benchmark built in BUILD_DIR
+# (default: build) one after the other, shows their output, then repeats all
+# their RESULT lines at the end. `brief` uses short, small parameters so CI
+# can run it quickly; it checks the benchmarks still work, not the figures.
+# Exit status: 0 when every benchmark exited 0 and printed a RESULT line.
+#   full:  record_bench 1.0; handshake_bench 3 8; startup_bench 20; scale_bench 10000
+#   brief: record_bench 0.02; handshake_bench 0.3 2; startup_bench 3; scale_bench 500
+set -uo pipefail
+build=${1:-build}
+mode=${2:-full}
+case $mode in
+  brief)
+    runs=("record_bench 0.02" "handshake_bench 0.3 2" "startup_bench 3" "scale_bench 500")
+    limit=180
+    ;;
+  full)
+    runs=("record_bench" "handshake_bench" "startup_bench" "scale_bench")
+    limit=900
+    ;;
+  *)
+    echo "usage: $0 [BUILD_DIR] [brief]" >&2
+    exit 2
+    ;;
+esac
+bench=$build/bench
+[ -d "$bench" ] || { echo "run-all.sh: no $bench (build with -Dbench=true)" >&2; exit 2; }
+out=$(mktemp -d /tmp/kh-runall.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+
+failed=0
+start=$(date +%s)
+for r in "${runs[@]}"; do
+  read -r name args <<<"$r"
+  if [ ! -x "$bench/$name" ]; then
+    echo "## $name: not built" >&2
+    failed=1
+    continue
+  fi
+  echo "## $name ${args:-}"
+  t0=$(date +%s%N)
+  # shellcheck disable=SC2086 # args are words on purpose
+  timeout --kill-after=10 "$limit" "$bench/$name" $args 2>&1 | tee "$out/$name.log"
+  rc=${PIPESTATUS[0]}
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  printf '## %s: exit %d, %d.%01d s\n' "$name" "$rc" $((ms / 1000)) $((ms % 1000 / 100))
+  if [ "$rc" -ne 0 ] || ! grep -q '^RESULT ' "$out/$name.log"; then
+    echo "## $name FAILED" >&2
+    failed=1
+  fi
+done
+
+echo "## all RESULT lines ($mode, $(($(date +%s) - start)) s):"
+for r in "${runs[@]}"; do
+  read -r name _ <<<"$r"
+  [ -f "$out/$name.log" ] && grep '^RESULT ' "$out/$name.log"
+done
+exit $failed
