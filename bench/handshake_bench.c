@@ -118,8 +118,8 @@ int main(int argc, char **argv) {
   path(ca, "ca/ca.crt");
 
   pid_t pid;
-  char *kd_argv[] = {kd,       "--socket",    sock,   "--identities",
-                     ids,      "--log-level", "warn", "--max-handshakes-per-caller",
+  char *kd_argv[] = {kd,       "--socket",    sock,    "--identities",
+                     ids,      "--log-level", "error", "--max-handshakes-per-caller",
                      "100000", NULL};
   spawn(kd_argv, &pid);
   struct stat st;
@@ -145,6 +145,14 @@ int main(int argc, char **argv) {
       "latency, 1 connection: baseline p50 %.0f us p99 %.0f us; ours p50 %.0f us p99 %.0f us;"
       " added p50 %.0f us (target <= 150)\n",
       bl.p50, bl.p99, ol.p50, ol.p99, ol.p50 - bl.p50);
+
+  /* The floor under the added latency: one S2A call, refused at once. */
+  char *floor_argv[] = {ours, "floor", sock, (char *)secs, NULL};
+  result fl = run_client(floor_argv);
+  printf(
+      "S2A call floor (gRPC call, one message each way, no TLS): p50 %.0f us p99 %.0f us;"
+      " a handshake makes 2 such round trips\n",
+      fl.p50, fl.p99);
 
   /* Server side: one BoringSSL client load against each server. */
   char *ours_s_argv[] = {ours, "server", sock, (char *)conc, NULL};

@@ -2,7 +2,10 @@
  * with the handshake offloaded to keyholdd through libkeyhold (this process
  * links OpenSSL's libcrypto, never BoringSSL).
  *   hs_keyhold server SOCKET THREADS            prints "port N", serves until killed
- *   hs_keyhold client SOCKET PORT CONC SECS     prints one result line */
+ *   hs_keyhold client SOCKET PORT CONC SECS     prints one result line
+ *   hs_keyhold floor SOCKET SECS                 one S2A call per iteration that
+ *     keyholdd refuses at once (unknown identity): gRPC's call + round-trip
+ *     cost without any TLS work, in the same result-line format */
 #include <pthread.h>
 #include <signal.h>
 
@@ -77,6 +80,32 @@ static void *client(void *arg) {
   return NULL;
 }
 
+/* floor: kh_connect_fd on a socketpair (nothing reaches it) with an
+ * identity keyholdd does not hold: ClientStart out, error status back. */
+static void floor_run(double secs) {
+  kh_client *kc = new_client();
+  kh_handshake_opts o = KH_HANDSHAKE_OPTS_INIT;
+  o.local_identity = "spiffe://example.org/no-such-identity";
+  size_t n = 0, failed = 0;
+  double t0 = hs_now(), end = t0 + secs;
+  while (hs_now() < end && n < HS_MAX_SAMPLES) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) break;
+    double t = hs_now();
+    kh_error err;
+    kh_conn *c = kh_connect_fd(kc, sv[0], &o, &err);
+    if (c == NULL && err.code == KH_ERR_NOT_FOUND)
+      g_lat[n++] = hs_now() - t;
+    else
+      failed++;
+    kh_conn_free(c);
+    close(sv[0]);
+    close(sv[1]);
+  }
+  hs_report(n, failed, hs_now() - t0, g_lat);
+  kh_client_free(kc);
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc == 4 && strcmp(argv[1], "server") == 0) {
@@ -102,6 +131,14 @@ int main(int argc, char **argv) {
     hs_report(g_n, g_failed, hs_now() - t0, g_lat);
     return 0;
   }
-  fprintf(stderr, "usage: hs_keyhold server SOCKET THREADS | client SOCKET PORT CONC SECS\n");
+  if (argc == 4 && strcmp(argv[1], "floor") == 0) {
+    g_sock = argv[2];
+    g_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
+    floor_run(atof(argv[3]));
+    return 0;
+  }
+  fprintf(stderr,
+          "usage: hs_keyhold server SOCKET THREADS | client SOCKET PORT CONC SECS"
+          " | floor SOCKET SECS\n");
   return 2;
 }
