@@ -96,14 +96,8 @@ int main(int argc, char **argv) {
     g_port = atoi(argv[2]);
     g_ctx = make_ctx(0, argv[3], argv[4], argv[5]);
     g_conc = atoi(argv[6]);
-    double secs = atof(argv[7]);
     g_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
-    pthread_t *t = calloc((size_t)g_conc, sizeof(*t));
-    double t0 = hs_now();
-    g_end = t0 + secs;
-    for (int i = 0; i < g_conc; i++) pthread_create(&t[i], NULL, client, NULL);
-    for (int i = 0; i < g_conc; i++) pthread_join(t[i], NULL);
-    hs_report(g_n, g_failed, hs_now() - t0, g_lat);
+    hs_run_clients(g_conc, atof(argv[7]), client, &g_end, g_lat, &g_n, &g_failed);
     return 0;
   }
   fprintf(stderr,

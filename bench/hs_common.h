@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,20 @@ static inline void hs_report(size_t n, size_t failed, double secs, double *lat) 
   printf("handshakes=%zu failed=%zu seconds=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f\n", n, failed,
          secs, secs > 0 ? (double)n / secs : 0, p50, p99);
   fflush(stdout);
+}
+
+/* hs_run_clients runs |conc| threads of |client| until |*end| (set here to
+ * now + |secs|), then prints the result line from the samples they left in
+ * |lat| (|*n| of them, |*failed| failures). */
+static inline void hs_run_clients(int conc, double secs, void *(*client)(void *), double *end,
+                                  double *lat, const size_t *n, const size_t *failed) {
+  pthread_t *t = calloc((size_t)conc, sizeof(*t));
+  double t0 = hs_now();
+  *end = t0 + secs;
+  for (int i = 0; i < conc; i++) pthread_create(&t[i], NULL, client, NULL);
+  for (int i = 0; i < conc; i++) pthread_join(t[i], NULL);
+  hs_report(*n, *failed, hs_now() - t0, lat);
+  free(t);
 }
 
 #endif /* KH_HS_COMMON_H */

@@ -120,15 +120,8 @@ int main(int argc, char **argv) {
   if (argc == 6 && strcmp(argv[1], "client") == 0) {
     g_sock = argv[2];
     g_port = atoi(argv[3]);
-    int conc = atoi(argv[4]);
-    double secs = atof(argv[5]);
     g_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
-    pthread_t *t = calloc((size_t)conc, sizeof(*t));
-    double t0 = hs_now();
-    g_end = t0 + secs;
-    for (int i = 0; i < conc; i++) pthread_create(&t[i], NULL, client, NULL);
-    for (int i = 0; i < conc; i++) pthread_join(t[i], NULL);
-    hs_report(g_n, g_failed, hs_now() - t0, g_lat);
+    hs_run_clients(atoi(argv[4]), atof(argv[5]), client, &g_end, g_lat, &g_n, &g_failed);
     return 0;
   }
   if (argc == 4 && strcmp(argv[1], "floor") == 0) {

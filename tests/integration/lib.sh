@@ -80,6 +80,19 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# start_rev_server: openssl s_server (TLS 1.3, client certificate required,
+# -rev: answers each line reversed) on a free port with the test PKI's peer
+# server leaf; stdin from the fifo $T/srv.in (held open on fd 7); sets port.
+start_rev_server() {
+  port=$(free_port)
+  mkfifo "$T/srv.in"
+  exec 7<>"$T/srv.in"
+  bg openssl s_server -tls1_3 -Verify 1 -verify_return_error -CAfile "$T/pki/ca/ca.crt" \
+    -cert "$T/pki/peer/server.crt" -key "$T/pki/peer/server.key" -accept "127.0.0.1:$port" -rev \
+    <"$T/srv.in" >"$T/srv.out" 2>&1
+  wait_for "$T/srv.out" ACCEPT
+}
+
 # make_pki: a fresh CA, identities and peer leaves in $T/pki.
 make_pki() { bash "$KH_TEST_PKI" "$T/pki"; }
 

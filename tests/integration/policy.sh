@@ -15,13 +15,7 @@ TOKEN=policy-test-token-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 
 NB=(setpriv --reuid=$NOBODY --regid=$NOBODY --clear-groups --)
 
-port=$(free_port)
-mkfifo "$T/srv.in"
-exec 7<>"$T/srv.in"
-bg openssl s_server -tls1_3 -Verify 1 -verify_return_error -CAfile "$P/ca/ca.crt" \
-  -cert "$P/peer/server.crt" -key "$P/peer/server.key" -accept "127.0.0.1:$port" -rev \
-  <"$T/srv.in" >"$T/srv.out" 2>&1
-wait_for "$T/srv.out" ACCEPT
+start_rev_server
 
 connect() { # connect NAME IDENTITY [ARGS...]: one handshake + one line; output in $T/NAME.err
   local name=$1 id=$2

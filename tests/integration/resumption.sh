@@ -20,13 +20,7 @@ bg "$KEYHOLDD" --socket "$T/a.sock" --identities "$P/ids" --ticket-keys "$T/tk.s
 wait_for "$T/a.log" "listening on"
 
 # --- client side ---
-port=$(free_port)
-mkfifo "$T/srv.in"
-exec 7<>"$T/srv.in"
-bg openssl s_server -tls1_3 -Verify 1 -verify_return_error -CAfile "$P/ca/ca.crt" \
-  -cert "$P/peer/server.crt" -key "$P/peer/server.key" -accept "127.0.0.1:$port" -rev \
-  <"$T/srv.in" >"$T/srv.out" 2>&1
-wait_for "$T/srv.out" ACCEPT
+start_rev_server
 conn() { # conn N [TARGET-ARGS...]
   local n=$1
   shift
