@@ -16,9 +16,6 @@
 static SSL_CTX *g_ctx;
 static int g_lfd, g_port, g_conc;
 static double g_end;
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static double *g_lat;
-static size_t g_n, g_failed;
 
 static SSL_CTX *make_ctx(int server, const char *cert, const char *key, const char *ca) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
@@ -73,11 +70,7 @@ static void *client(void *arg) {
     SSL_free(ssl);
     if (fd >= 0) close(fd);
   }
-  pthread_mutex_lock(&g_mu);
-  for (size_t i = 0; i < n && g_n < HS_MAX_SAMPLES; i++) g_lat[g_n++] = lat[i];
-  g_failed += failed;
-  pthread_mutex_unlock(&g_mu);
-  free(lat);
+  hs_merge(lat, n, failed);
   return NULL;
 }
 
@@ -96,8 +89,7 @@ int main(int argc, char **argv) {
     g_port = atoi(argv[2]);
     g_ctx = make_ctx(0, argv[3], argv[4], argv[5]);
     g_conc = atoi(argv[6]);
-    g_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
-    hs_run_clients(g_conc, atof(argv[7]), client, &g_end, g_lat, &g_n, &g_failed);
+    hs_run_clients(g_conc, atof(argv[7]), client, &g_end);
     return 0;
   }
   fprintf(stderr,

@@ -69,17 +69,30 @@ static inline void hs_report(size_t n, size_t failed, double secs, double *lat) 
   fflush(stdout);
 }
 
+/* Samples of all client threads, merged by hs_merge. */
+static pthread_mutex_t hs_mu = PTHREAD_MUTEX_INITIALIZER;
+static double *hs_lat;
+static size_t hs_n, hs_failed;
+
+/* hs_merge adds one thread's |n| latencies and |failed| count, frees |lat|. */
+static inline void hs_merge(double *lat, size_t n, size_t failed) {
+  pthread_mutex_lock(&hs_mu);
+  for (size_t i = 0; i < n && hs_n < HS_MAX_SAMPLES; i++) hs_lat[hs_n++] = lat[i];
+  hs_failed += failed;
+  pthread_mutex_unlock(&hs_mu);
+  free(lat);
+}
+
 /* hs_run_clients runs |conc| threads of |client| until |*end| (set here to
- * now + |secs|), then prints the result line from the samples they left in
- * |lat| (|*n| of them, |*failed| failures). */
-static inline void hs_run_clients(int conc, double secs, void *(*client)(void *), double *end,
-                                  double *lat, const size_t *n, const size_t *failed) {
+ * now + |secs|), then prints the result line from what they merged. */
+static inline void hs_run_clients(int conc, double secs, void *(*client)(void *), double *end) {
   pthread_t *t = calloc((size_t)conc, sizeof(*t));
+  hs_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
   double t0 = hs_now();
   *end = t0 + secs;
   for (int i = 0; i < conc; i++) pthread_create(&t[i], NULL, client, NULL);
   for (int i = 0; i < conc; i++) pthread_join(t[i], NULL);
-  hs_report(*n, *failed, hs_now() - t0, lat);
+  hs_report(hs_n, hs_failed, hs_now() - t0, hs_lat);
   free(t);
 }
 

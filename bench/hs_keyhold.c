@@ -15,9 +15,6 @@
 static const char *g_sock;
 static int g_lfd, g_port;
 static double g_end;
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static double *g_lat;
-static size_t g_n, g_failed;
 
 static kh_client *new_client(void) {
   kh_error err;
@@ -71,11 +68,7 @@ static void *client(void *arg) {
     kh_conn_free(c);
     if (fd >= 0) close(fd);
   }
-  pthread_mutex_lock(&g_mu);
-  for (size_t i = 0; i < n && g_n < HS_MAX_SAMPLES; i++) g_lat[g_n++] = lat[i];
-  g_failed += failed;
-  pthread_mutex_unlock(&g_mu);
-  free(lat);
+  hs_merge(lat, n, failed);
   kh_client_free(kc);
   return NULL;
 }
@@ -95,14 +88,14 @@ static void floor_run(double secs) {
     kh_error err;
     kh_conn *c = kh_connect_fd(kc, sv[0], &o, &err);
     if (c == NULL && err.code == KH_ERR_NOT_FOUND)
-      g_lat[n++] = hs_now() - t;
+      hs_lat[n++] = hs_now() - t;
     else
       failed++;
     kh_conn_free(c);
     close(sv[0]);
     close(sv[1]);
   }
-  hs_report(n, failed, hs_now() - t0, g_lat);
+  hs_report(n, failed, hs_now() - t0, hs_lat);
   kh_client_free(kc);
 }
 
@@ -120,13 +113,12 @@ int main(int argc, char **argv) {
   if (argc == 6 && strcmp(argv[1], "client") == 0) {
     g_sock = argv[2];
     g_port = atoi(argv[3]);
-    g_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
-    hs_run_clients(atoi(argv[4]), atof(argv[5]), client, &g_end, g_lat, &g_n, &g_failed);
+    hs_run_clients(atoi(argv[4]), atof(argv[5]), client, &g_end);
     return 0;
   }
   if (argc == 4 && strcmp(argv[1], "floor") == 0) {
     g_sock = argv[2];
-    g_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
+    hs_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
     floor_run(atof(argv[3]));
     return 0;
   }
