@@ -26,9 +26,9 @@ struct kh_tls_engine {
   kh_identity *identity;
   SSL_CTX *ctx;
   SSL *ssl;
-  BIO *rbio; /* peer -> us; owned by |ssl| */
-  BIO *wbio; /* us -> peer; owned by |ssl| */
-  uint8_t alpn_wire[KH_MAX_ALPN * 256];
+  BIO *rbio;          /* peer -> us; owned by |ssl| */
+  BIO *wbio;          /* us -> peer; owned by |ssl| */
+  uint8_t *alpn_wire; /* length-prefixed protocols, sized to fit (most have none) */
   size_t alpn_wire_len;
   uint32_t allowed_suites;
   char *server_name;
@@ -204,10 +204,17 @@ static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const
 }
 
 static int build_alpn(kh_tls_engine *e, const kh_tls_config *cfg, kh_error *err) {
+  size_t total = 0;
   for (size_t i = 0; i < cfg->alpn_count; i++) {
     size_t n = cfg->alpn[i] ? strlen(cfg->alpn[i]) : 0;
     if (n == 0 || n > 255)
       return kh_err(err, KH_ERR_INVALID_ARGUMENT, "ALPN protocol %zu is empty or too long", i);
+    total += 1 + n;
+  }
+  if (total == 0) return 1;
+  if ((e->alpn_wire = malloc(total)) == NULL) return kh_err(err, KH_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; i < cfg->alpn_count; i++) {
+    size_t n = strlen(cfg->alpn[i]);
     e->alpn_wire[e->alpn_wire_len++] = (uint8_t)n;
     memcpy(&e->alpn_wire[e->alpn_wire_len], cfg->alpn[i], n);
     e->alpn_wire_len += n;
@@ -331,6 +338,7 @@ void kh_tls_engine_free(kh_tls_engine *e) {
   kh_identity_unref(e->identity);
   kh_ticket_keys_unref(e->ticket_keys);
   free(e->server_name);
+  free(e->alpn_wire);
   for (size_t i = 0; i < e->expect_peer_count; i++) free(e->expect_peers[i]);
   kh_wipe(e, sizeof(*e));
   free(e);
