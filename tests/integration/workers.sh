@@ -8,7 +8,7 @@
 make_pki
 P=$T/pki
 bg "$KEYHOLDD" --socket "$T/kd.sock" --identities "$P/ids" --workers 4 \
-  --handshake-timeout-ms 700 --max-handshakes-per-caller 1000 2>"$T/kd.log"
+  --handshake-timeout-ms 3000 --max-handshakes-per-caller 1000 2>"$T/kd.log"
 KD_PID=${PIDS[-1]}
 KD_PIDS+=("$KD_PID")
 KD_LOGS+=("$T/kd.log")
@@ -31,22 +31,22 @@ client_loop() { # client_loop ID N: N handshakes + one echoed line each
     fi
   done
 }
-chaos() { # chaos KIND CODE N: N concurrent raw cases that must end with CODE
-  local pids=() bad=0
-  for _ in $(seq "$3"); do raw "$2" "$1" >/dev/null 2>&1 & pids+=($!); done
+chaos() { # chaos KIND CODE N R: N concurrent raw cases that must end with CODE
+  local pids=() bad=0 i
+  for i in $(seq "$3"); do raw "$2" "$1" >"$T/raw.$1.$4.$i" 2>&1 & pids+=($!); done
   for p in "${pids[@]}"; do wait "$p" || bad=$((bad + 1)); done
   echo "$1 $bad"
 }
 
 pids=()
-for c in $(seq 8); do client_loop "$c" 15 >"$T/loop.$c" & pids+=($!); done
+for c in $(seq 6); do client_loop "$c" 10 >"$T/loop.$c" & pids+=($!); done
 for r in 1 2 3; do
-  chaos hold DEADLINE_EXCEEDED 40 >"$T/chaos.hold.$r" & pids+=($!)
-  chaos disconnect-mid CANCELLED 40 >"$T/chaos.cancel.$r" & pids+=($!)
-  chaos garbage-tls INVALID_ARGUMENT 20 >"$T/chaos.garbage.$r" & pids+=($!)
-  chaos half-close CANCELLED 20 >"$T/chaos.half.$r" & pids+=($!)
+  chaos hold DEADLINE_EXCEEDED 15 $r >"$T/chaos.hold.$r" & pids+=($!)
+  chaos disconnect-mid CANCELLED 15 $r >"$T/chaos.cancel.$r" & pids+=($!)
+  chaos garbage-tls INVALID_ARGUMENT 8 $r >"$T/chaos.garbage.$r" & pids+=($!)
+  chaos half-close CANCELLED 8 $r >"$T/chaos.half.$r" & pids+=($!)
   # Clients killed mid-handshake (the app dies while a worker holds its call).
-  for k in $(seq 10); do
+  for k in $(seq 5); do
     timeout -s KILL 0.0$((k % 9 + 1)) "$KEYHOLD" connect --sidecar "$T/kd.sock" \
       --identity spiffe://example.org/client "127.0.0.1:$PORT" </dev/null >/dev/null 2>&1 &
     pids+=($!)
@@ -56,13 +56,14 @@ done
 for p in "${pids[@]}"; do wait "$p" || true; done
 ok=$(cat "$T"/loop.* | grep -c "^OK" || true)
 bad=$(cat "$T"/loop.* | grep -c "^FAIL" || true)
-[ "$bad" -eq 0 ] && [ "$ok" -eq 120 ] && pass "8 clients x 15 handshakes through 4 workers amid the chaos: $ok OK" \
+[ "$bad" -eq 0 ] && [ "$ok" -eq 60 ] && pass "6 clients x 10 handshakes through 4 workers amid the chaos: $ok OK" \
   || fail "$bad of $((ok + bad)) handshakes failed: $(cat "$T"/client.*.err | sort | uniq -c | head -5)"
 for kind in hold cancel garbage half; do
   b=$(cat "$T"/chaos."$kind".* | awk '{s += $2} END {print s + 0}')
   [ "$b" -eq 0 ] && pass "chaos $kind: every stream ended with the expected status" \
     || fail "chaos $kind: $b streams ended otherwise"
 done
+cat "$T"/raw.* | awk '{print $1, $2}' | sort | uniq -c | sed 's/^/# /' # how the raw streams ended
 grep -q 'result=DEADLINE_EXCEEDED' "$T/kd.log" && pass "stalled handshakes cut off at the deadline" \
   || fail "no DEADLINE_EXCEEDED logged"
 kill -0 "$KD_PID" && pass "keyholdd still serving" || fail "keyholdd died"
