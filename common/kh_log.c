@@ -1,5 +1,6 @@
 #include "kh_log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,5 +56,15 @@ void kh_log(kh_log_level level, const char *fmt, ...) {
   for (char *p = line; *p != '\0'; p++) {
     if ((unsigned char)*p < 0x20) *p = '?';
   }
-  fprintf(stderr, "%s\n", line);
+  /* One write(2) per line: lines from the crypto worker threads and the
+   * event loop never interleave. */
+  size_t len = strlen(line);
+  if (len > sizeof(line) - 2) len = sizeof(line) - 2;
+  line[len++] = '\n';
+  for (size_t off = 0; off < len;) {
+    ssize_t w = write(STDERR_FILENO, line + off, len - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    off += (size_t)w;
+  }
 }

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,12 @@
 
 #define KH_MAX_PEM_FILE (1u << 20) /* 1 MiB: far above any real chain or key */
 
+/* |mu| guards ids[] and count against kh_identity_store_reload (rotation, on
+ * the event loop) while handshakes on the crypto workers look identities up
+ * (kh_identity_store_find_ref). Only the event loop writes, so its own
+ * unlocked reads (count, get, find) are safe. */
 struct kh_identity_store {
+  pthread_mutex_t mu;
   kh_identity *ids[KH_MAX_IDENTITIES];
   size_t count;
   char *dir;
@@ -291,6 +297,7 @@ kh_identity_store *kh_identity_store_load(const char *dir, kh_error *err) {
   qsort(names, n, sizeof(names[0]), cmp_names); /* deterministic order */
 
   kh_identity_store *store = calloc(1, sizeof(*store));
+  if (store != NULL) pthread_mutex_init(&store->mu, NULL);
   int ok = store != NULL && (store->dir = strdup(dir)) != NULL;
   for (size_t i = 0; i < n; i++) {
     if (ok) {
@@ -320,6 +327,7 @@ void kh_identity_store_free(kh_identity_store *store) {
   if (store == NULL) return;
   for (size_t i = 0; i < store->count; i++) kh_identity_unref(store->ids[i]);
   free(store->dir);
+  pthread_mutex_destroy(&store->mu);
   free(store);
 }
 
@@ -346,6 +354,15 @@ kh_identity *kh_identity_store_find(const kh_identity_store *store, const char *
   return NULL;
 }
 
+kh_identity *kh_identity_store_find_ref(const kh_identity_store *store, const char *name,
+                                        kh_error *err) {
+  pthread_mutex_t *mu = (pthread_mutex_t *)&store->mu; /* the lock is not the store's value */
+  pthread_mutex_lock(mu);
+  kh_identity *id = kh_identity_ref(kh_identity_store_find(store, name, err));
+  pthread_mutex_unlock(mu);
+  return id;
+}
+
 const char *kh_identity_store_dir(const kh_identity_store *store) {
   return store->dir;
 }
@@ -361,15 +378,22 @@ int kh_identity_store_reload(kh_identity_store *store, const char *name, kh_erro
   snprintf(path, sizeof(path), "%s/%s", store->dir, name);
   kh_identity *id = kh_identity_load(path, err);
   if (id == NULL) return 0;
-  if (i < store->count) {
-    int same = memcmp(id->leaf_fingerprint, store->ids[i]->leaf_fingerprint, KH_SHA256_LEN) == 0;
-    kh_identity_unref(store->ids[i]); /* in-flight handshakes keep their reference */
+  kh_identity *old = NULL;
+  int same = 0, added = i == store->count;
+  pthread_mutex_lock(&store->mu);
+  if (!added) {
+    old = store->ids[i];
+    same = memcmp(id->leaf_fingerprint, old->leaf_fingerprint, KH_SHA256_LEN) == 0;
     store->ids[i] = id;
-    kh_log(KH_LOG_INFO, "identity %s dir=%s name=%s",
-           same ? "reloaded (same certificate)" : "rotated", name, kh_identity_name(id));
   } else {
     store->ids[store->count++] = id;
-    kh_log(KH_LOG_INFO, "identity added dir=%s name=%s", name, kh_identity_name(id));
   }
+  pthread_mutex_unlock(&store->mu);
+  kh_identity_unref(old); /* in-flight handshakes keep their reference */
+  if (added)
+    kh_log(KH_LOG_INFO, "identity added dir=%s name=%s", name, kh_identity_name(id));
+  else
+    kh_log(KH_LOG_INFO, "identity %s dir=%s name=%s",
+           same ? "reloaded (same certificate)" : "rotated", name, kh_identity_name(id));
   return 1;
 }

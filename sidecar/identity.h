@@ -29,9 +29,9 @@ typedef struct kh_identity {
   EVP_PKEY *key;          /* private key; never logged or returned */
   X509_STORE *trust;      /* from ca.crt */
   uint8_t leaf_fingerprint[KH_SHA256_LEN];
-  int refs; /* kh_identity_ref / kh_identity_unref */
+  int refs; /* kh_identity_ref / kh_identity_unref (atomic: any thread) */
   /* TLS contexts (client, server) built once per identity by the TLS engine
-   * and shared by its handshakes; freed with the identity. */
+   * (under its lock) and shared by its handshakes; freed with the identity. */
   SSL_CTX *tls_ctx[2];
 } kh_identity;
 
@@ -65,9 +65,15 @@ const kh_identity *kh_identity_store_get(const kh_identity_store *store, size_t 
 /* kh_identity_store_find selects the identity named |name| (SPIFFE ID or
  * hostname). With |name| NULL or empty and exactly one identity loaded, that
  * one is returned. Failure: KH_ERR_NOT_FOUND with a message naming |name|.
- * The returned pointer is borrowed; take a reference to keep it. */
+ * The returned pointer is borrowed; take a reference to keep it. Not
+ * safe against a concurrent reload: threads other than the one reloading
+ * use kh_identity_store_find_ref. */
 kh_identity *kh_identity_store_find(const kh_identity_store *store, const char *name,
                                     kh_error *err);
+/* kh_identity_store_find_ref: the same lookup, returning a new reference,
+ * under the store's lock (safe from any thread while the store reloads). */
+kh_identity *kh_identity_store_find_ref(const kh_identity_store *store, const char *name,
+                                        kh_error *err);
 
 /* kh_identity_store_reload (re)loads sub-directory |name| of the store's
  * directory and swaps it in atomically: handshakes already running keep the

@@ -51,6 +51,9 @@ static void usage(FILE *f) {
           "  --handshake-timeout-ms MS      handshake deadline (default 10000)\n"
           "  --ticket-keys FILE  server session-ticket keys shared by replicas\n"
           "                      (env KEYHOLD_TICKET_KEYS; default: one random key)\n"
+          "  --workers N         crypto worker threads for handshakes, 0 = none (on the\n"
+          "                      event loop) (env KEYHOLD_WORKERS; default: online CPUs,\n"
+          "                      at most 16)\n"
           "  --log-level LEVEL   debug|info|warn|error|off (env KEYHOLD_LOG_LEVEL)\n"
           "  --no-sandbox        do not drop capabilities nor install the seccomp filter\n"
           "                      (env KEYHOLD_SANDBOX=0); for debugging only\n"
@@ -125,6 +128,22 @@ static int sandbox_selftest(const char *what, int sandbox) {
   fprintf(stderr, "keyholdd: selftest: %s was not blocked (%s)\n", what,
           errno ? strerror(errno) : "succeeded");
   return 3;
+}
+
+#define KH_MAX_WORKERS 16
+
+/* parse_workers: "N" (0 to 16; larger is capped at 16), or NULL for the
+ * default, one worker per online CPU (at most 16). -1 if not a number. */
+static int parse_workers(const char *v) {
+  if (v == NULL) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > KH_MAX_WORKERS ? KH_MAX_WORKERS : (int)n;
+  }
+  char *end;
+  errno = 0;
+  long n = strtol(v, &end, 10);
+  if (errno != 0 || end == v || *end != '\0' || n < 0) return -1;
+  return n > KH_MAX_WORKERS ? KH_MAX_WORKERS : (int)n;
 }
 
 /* apply_overrides: flags (and their environment variables) beat the file. */
@@ -213,6 +232,7 @@ int main(int argc, char **argv) {
   const char *policy_file = getenv("KEYHOLD_POLICY");
   const char *check_file = NULL;
   const char *ticket_file = getenv("KEYHOLD_TICKET_KEYS");
+  const char *workers_arg = getenv("KEYHOLD_WORKERS");
   const char *over[4] = {NULL, NULL, NULL, NULL}; /* mode, group, max, timeout */
   int sandbox = sandbox_default();
   static const struct option opts[] = {
@@ -227,6 +247,7 @@ int main(int argc, char **argv) {
       {"handshake-timeout-ms", required_argument, NULL, 't'},
       {"ticket-keys", required_argument, NULL, 'K'},
       {"no-sandbox", no_argument, NULL, 'N'},
+      {"workers", required_argument, NULL, 'W'},
       {"sandbox-selftest", required_argument, NULL, 'T'}, /* hidden: tests only */
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
@@ -246,6 +267,7 @@ int main(int argc, char **argv) {
       case 't': over[3] = optarg; break;
       case 'K': ticket_file = optarg; break;
       case 'N': sandbox = 0; break;
+      case 'W': workers_arg = optarg; break;
       case 'T': selftest = optarg; break;
       case 'h': usage(stdout); return 0;
       case 'V': printf("keyholdd %s\n", KEYHOLD_VERSION); return 0;
@@ -257,7 +279,9 @@ int main(int argc, char **argv) {
     kh_log_init("keyholdd");
     return check_config(check_file, ids_dir);
   }
-  if (optind != argc) {
+  int workers = parse_workers(workers_arg);
+  if (optind != argc || workers < 0) {
+    if (workers < 0) fprintf(stderr, "keyholdd: --workers: not a number: %s\n", workers_arg);
     usage(stderr);
     return 2;
   }
@@ -332,6 +356,7 @@ int main(int argc, char **argv) {
                           .policy = policy,
                           .resume = resume,
                           .ticket_keys = &tickets,
+                          .workers = (unsigned)workers,
                           .tick = rotation ? kh_rotation_tick : NULL,
                           .tick_arg = rotation};
   if (sandbox) {

@@ -2,6 +2,7 @@
  * tables: both are bounded, and a lookup is a string compare per entry. */
 #include "resume.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,7 +25,11 @@ typedef struct {
   uint64_t used; /* LRU clock */
 } cached;
 
+/* |mu| guards everything: the public functions run on the crypto worker
+ * threads (handshakes, tickets) and on the event loop (sweep). Held engines
+ * are only touched under it; BoringSSL calls nothing back into this file. */
 struct kh_resume {
+  pthread_mutex_t mu;
   pending pend[KH_RESUME_MAX_PENDING];
   size_t n_pend;
   cached cache[KH_RESUME_MAX_SESSIONS];
@@ -33,7 +38,9 @@ struct kh_resume {
 };
 
 kh_resume *kh_resume_new(void) {
-  return calloc(1, sizeof(kh_resume));
+  kh_resume *r = calloc(1, sizeof(kh_resume));
+  if (r != NULL) pthread_mutex_init(&r->mu, NULL);
+  return r;
 }
 
 static void drop_pending(kh_resume *r, size_t i) {
@@ -52,23 +59,28 @@ void kh_resume_free(kh_resume *r) {
   if (r == NULL) return;
   while (r->n_pend) drop_pending(r, 0);
   while (r->n_cache) drop_cached(r, 0);
+  pthread_mutex_destroy(&r->mu);
   free(r);
 }
 
 SSL_SESSION *kh_resume_session(kh_resume *r, const char *key) {
+  SSL_SESSION *found = NULL;
+  pthread_mutex_lock(&r->mu);
   for (size_t i = 0; i < r->n_cache; i++) {
     if (strcmp(r->cache[i].key, key) != 0) continue;
     SSL_SESSION *s = r->cache[i].session;
     if (!SSL_SESSION_is_resumable(s) ||
         (uint64_t)SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) < (uint64_t)time(NULL)) {
       drop_cached(r, i);
-      return NULL;
+      break;
     }
     r->cache[i].used = ++r->clock;
-    SSL_SESSION_up_ref(s);
-    return s;
+    SSL_SESSION_up_ref(s); /* sessions are immutable; the reference is the caller's */
+    found = s;
+    break;
   }
-  return NULL;
+  pthread_mutex_unlock(&r->mu);
+  return found;
 }
 
 static long age_ms(const struct timespec *t) {
@@ -77,8 +89,11 @@ static long age_ms(const struct timespec *t) {
   return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
+static void sweep_locked(kh_resume *r);
+
 void kh_resume_hold(kh_resume *r, uint64_t conn_id, uid_t uid, const char *key, kh_tls_engine *e) {
-  kh_resume_sweep(r);
+  pthread_mutex_lock(&r->mu);
+  sweep_locked(r);
   if (r->n_pend == KH_RESUME_MAX_PENDING) { /* full: the oldest goes */
     size_t oldest = 0;
     for (size_t i = 1; i < r->n_pend; i++)
@@ -88,11 +103,12 @@ void kh_resume_hold(kh_resume *r, uint64_t conn_id, uid_t uid, const char *key, 
   char *k = strdup(key);
   if (k == NULL) {
     kh_tls_engine_free(e);
-    return;
+  } else {
+    pending *p = &r->pend[r->n_pend++];
+    *p = (pending){.conn_id = conn_id, .uid = uid, .key = k, .engine = e};
+    clock_gettime(CLOCK_MONOTONIC, &p->held_at);
   }
-  pending *p = &r->pend[r->n_pend++];
-  *p = (pending){.conn_id = conn_id, .uid = uid, .key = k, .engine = e};
-  clock_gettime(CLOCK_MONOTONIC, &p->held_at);
+  pthread_mutex_unlock(&r->mu);
 }
 
 static void store(kh_resume *r, const char *key, SSL_SESSION *s) {
@@ -126,27 +142,39 @@ static void store(kh_resume *r, const char *key, SSL_SESSION *s) {
 
 int kh_resume_tickets(kh_resume *r, uint64_t conn_id, uid_t uid, const uint8_t *const *msgs,
                       const size_t *lens, size_t n, kh_error *err) {
-  kh_resume_sweep(r);
+  pthread_mutex_lock(&r->mu);
+  sweep_locked(r);
   size_t i = 0;
   while (i < r->n_pend && r->pend[i].conn_id != conn_id) i++;
+  int ok = 1, stored = 0;
   /* Another caller's connection looks exactly like an unknown one. */
   if (i == r->n_pend || r->pend[i].uid != uid)
-    return kh_err(err, KH_ERR_NOT_FOUND,
-                  "no recent client handshake with connection_id %llu for this caller",
-                  (unsigned long long)conn_id);
-  int stored = 0;
-  for (size_t j = 0; j < n; j++) {
+    ok = kh_err(err, KH_ERR_NOT_FOUND,
+                "no recent client handshake with connection_id %llu for this caller",
+                (unsigned long long)conn_id);
+  for (size_t j = 0; ok && j < n; j++) {
     SSL_SESSION *s = kh_tls_engine_ticket(r->pend[i].engine, msgs[j], lens[j], err);
-    if (s == NULL) return 0;
-    store(r, r->pend[i].key, s);
-    stored++;
+    if (s == NULL) {
+      ok = 0;
+    } else {
+      store(r, r->pend[i].key, s);
+      stored++;
+    }
   }
-  kh_log(KH_LOG_DEBUG, "stored %d session ticket(s) for connection %llu", stored,
-         (unsigned long long)conn_id);
-  return 1;
+  pthread_mutex_unlock(&r->mu);
+  if (ok)
+    kh_log(KH_LOG_DEBUG, "stored %d session ticket(s) for connection %llu", stored,
+           (unsigned long long)conn_id);
+  return ok;
 }
 
 void kh_resume_sweep(kh_resume *r) {
+  pthread_mutex_lock(&r->mu);
+  sweep_locked(r);
+  pthread_mutex_unlock(&r->mu);
+}
+
+static void sweep_locked(kh_resume *r) {
   for (size_t i = 0; i < r->n_pend;) {
     if (age_ms(&r->pend[i].held_at) >= KH_RESUME_PENDING_MS)
       drop_pending(r, i);
@@ -156,8 +184,16 @@ void kh_resume_sweep(kh_resume *r) {
 }
 
 size_t kh_resume_pending_count(const kh_resume *r) {
-  return r->n_pend;
+  pthread_mutex_t *mu = (pthread_mutex_t *)&r->mu; /* the lock is not the table's value */
+  pthread_mutex_lock(mu);
+  size_t n = r->n_pend;
+  pthread_mutex_unlock(mu);
+  return n;
 }
 size_t kh_resume_session_count(const kh_resume *r) {
-  return r->n_cache;
+  pthread_mutex_t *mu = (pthread_mutex_t *)&r->mu;
+  pthread_mutex_lock(mu);
+  size_t n = r->n_cache;
+  pthread_mutex_unlock(mu);
+  return n;
 }

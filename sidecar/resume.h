@@ -7,7 +7,8 @@
  * Sessions are kept per key = local identity + target (server name and
  * expected peers); a later client_start with the same key offers the most
  * recent one. Only the caller (uid) that made the handshake may add its
- * tickets. Single-threaded: used from the event loop only. */
+ * tickets. Thread-safe: one mutex guards the tables (handshakes run on the
+ * crypto worker threads, the sweep on the event loop). */
 #ifndef KH_RESUME_H
 #define KH_RESUME_H
 

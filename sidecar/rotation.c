@@ -60,8 +60,7 @@ static void check_ticket_keys(kh_rotation *r, int force) {
     kh_log(KH_LOG_ERROR, "new ticket keys refused, the previous keys stay: %s", err.msg);
     return;
   }
-  kh_ticket_keys_unref(*r->tk_slot); /* handshakes in progress keep theirs */
-  *r->tk_slot = k;
+  kh_ticket_keys_swap(r->tk_slot, k); /* handshakes in progress keep theirs */
   kh_log(KH_LOG_INFO, "ticket keys reloaded from %s (%zu keys)", r->tk_path,
          kh_ticket_keys_count(k));
 }

@@ -2,6 +2,7 @@
  * out; the TLS work is the engine's. */
 #include "s2a_session.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,16 +40,19 @@ struct kh_s2a_session {
   struct timespec started;
 };
 
+static uint64_t g_conn_counter;
+static pthread_once_t g_conn_seed_once = PTHREAD_ONCE_INIT;
+
+static void seed_connection_ids(void) {
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed)) seed = (uint64_t)time(NULL) << 20;
+  __atomic_store_n(&g_conn_counter, seed >> 1, __ATOMIC_RELAXED);
+}
+
+/* next_connection_id: unique per keyholdd, from any worker thread. */
 static uint64_t next_connection_id(void) {
-  static uint64_t counter;
-  static int seeded;
-  if (!seeded) {
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed)) seed = (uint64_t)time(NULL) << 20;
-    __atomic_store_n(&counter, seed >> 1, __ATOMIC_RELAXED);
-    seeded = 1;
-  }
-  return __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+  pthread_once(&g_conn_seed_once, seed_connection_ids);
+  return __atomic_add_fetch(&g_conn_counter, 1, __ATOMIC_RELAXED);
 }
 
 kh_s2a_session *kh_s2a_session_new(const kh_s2a_env *env, const kh_caller *caller) {
@@ -173,8 +177,9 @@ static int apply_policy(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
  * own uid is told "may not use" for unknown names too, so it cannot probe
  * which identities exist. */
 static kh_identity *find_identity(kh_s2a_session *s, const char *name, kh_error *err) {
-  kh_identity *id = kh_identity_store_find(s->store, name, err);
-  if (id != NULL) return kh_identity_ref(id); /* survives a rotation of the store */
+  /* A reference of our own: survives a rotation of the store. */
+  kh_identity *id = kh_identity_store_find_ref(s->store, name, err);
+  if (id != NULL) return id;
   if (s->policy != NULL && s->caller.uid != getuid() && err != NULL &&
       err->code == KH_ERR_NOT_FOUND)
     kh_err(err, KH_ERR_PERMISSION_DENIED, "caller uid %u may not use identity '%.100s'",
@@ -247,8 +252,10 @@ static int server_start(kh_s2a_session *s, const S2a__Proto__ServerSessionStartR
     if ((s->identity = find_identity(s, NULL, err)) == NULL) return 0;
   }
   s->side = KH_TLS_SERVER;
-  cfg.ticket_keys = s->env->ticket_keys ? *s->env->ticket_keys : NULL;
-  return start_engine(s, &cfg, err);
+  cfg.ticket_keys = s->env->ticket_keys ? kh_ticket_keys_get(s->env->ticket_keys) : NULL;
+  int ok = start_engine(s, &cfg, err);
+  kh_ticket_keys_unref(cfg.ticket_keys); /* the engine holds its own reference */
+  return ok;
 }
 
 /* --- responses ----------------------------------------------------------- */

@@ -4,7 +4,7 @@
  * Order of use in keyholdd:
  *   1. kh_sandbox_drop_caps() while the process is still single-threaded
  *      and after the socket is bound and given its group (capabilities are
- *      per thread: gRPC's threads must start without any);
+ *      per thread: gRPC's threads and the crypto workers must start without any);
  *   2. kh_sandbox_apply() once the gRPC server listens, before the first call
  *      is served. It drops capabilities again (for the calling thread), sets
  *      no_new_privs and installs the seccomp filter on every thread (TSYNC).

@@ -9,11 +9,33 @@
  *
  * Each SetUpSession call is checked against its connection's credentials
  * (listener.c) and the policy before any request is read; every live call
- * is on a list swept for the handshake deadline. */
+ * is on a list swept for the handshake deadline.
+ *
+ * Threads. One thread (the caller of kh_server_run) drives the completion
+ * queue; --workers N crypto worker threads run kh_s2a_session_handle (the
+ * BoringSSL work). on_recv queues the request and marks the call busy; a
+ * worker handles it without any lock, then finishes it under srv->mu. With
+ * no workers, on_recv handles the request itself, as before.
+ *
+ * Locks (never held together, except srv->mu then srv->q_mu in on_recv):
+ *   srv->mu    every call's fields, the per-uid counts, the active (deadline)
+ *              list, live_calls, in_flight/peak, shutting_down, n_workers. The
+ *              event loop holds it while dispatching an event and sweeping; a
+ *              worker holds it to finish a call (grpc_call_start_batch is
+ *              thread-safe; holding srv->mu keeps |outstanding| exact).
+ *   srv->q_mu  the work queue (q_head/q_tail, job_next) and q_refuse/q_stop.
+ *   A busy call's session and job_req belong to the worker handling it:
+ *   nothing else reads or frees them while c->busy (maybe_free, the deadline
+ *   sweep and on_close leave busy calls alone; the worker frees the call if
+ *   it ended meanwhile). The identity store, resumption cache, ticket-key
+ *   slot, TLS contexts and log are thread-safe on their own (their files);
+ *   the policy and srv->env are read-only while serving. */
 #include "server.h"
 
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +86,17 @@ typedef struct server {
   size_t n_counts;
   long in_flight, peak_in_flight; /* handshakes holding a slot, and their peak */
   gpr_timespec last_trim;
+  pthread_mutex_t mu; /* see the top of the file */
+  /* Crypto workers and their queue: busy calls, linked through job_next.
+   * A call is queued at most once (it is busy until handled), so the queue
+   * never holds more jobs than there are live calls. */
+  pthread_mutex_t q_mu;
+  pthread_cond_t q_cond;
+  struct call *q_head, *q_tail;
+  int q_refuse;       /* shutting down: answer queued jobs without handling them */
+  int q_stop;         /* workers exit once the queue is empty */
+  pthread_t *workers; /* n_workers running; 0 = requests handled inline */
+  unsigned n_workers;
 } server;
 
 /* A burst of at least this many concurrent handshakes is followed, once it
@@ -90,6 +123,10 @@ typedef struct call {
   int counted;              /* holds one of its uid's handshake slots */
   gpr_timespec expires;     /* handshake deadline (monotonic) */
   struct call *prev, *next; /* srv->active */
+  int busy;                 /* a worker owns session and job_req */
+  int cancel_log_deferred;  /* the client went away while busy */
+  grpc_slice job_req;       /* the request being handled */
+  struct call *job_next;    /* srv->q_head */
   grpc_slice status_details;
   tag t_request, t_recv, t_status, t_close;
 } call;
@@ -131,13 +168,15 @@ static void call_free(call *c) {
   grpc_call_details_destroy(&c->details);
   grpc_metadata_array_destroy(&c->request_md);
   grpc_slice_unref(c->status_details);
+  grpc_slice_unref(c->job_req);
   kh_s2a_session_free(c->session);
   c->srv->live_calls--;
   free(c);
 }
 
+/* maybe_free: a busy call is freed by its worker once handled. */
 static void maybe_free(call *c) {
-  if (c->outstanding == 0 && (c->closed || c->call == NULL)) call_free(c);
+  if (!c->busy && c->outstanding == 0 && (c->closed || c->call == NULL)) call_free(c);
 }
 
 static void request_call(server *srv, int registered) {
@@ -154,6 +193,7 @@ static void request_call(server *srv, int registered) {
   c->t_status = (tag){c, TAG_STATUS};
   c->t_close = (tag){c, TAG_CLOSE};
   c->status_details = grpc_empty_slice();
+  c->job_req = grpc_empty_slice();
   grpc_call_details_init(&c->details);
   grpc_metadata_array_init(&c->request_md);
   srv->live_calls++;
@@ -300,13 +340,14 @@ static int admit_call(call *c) {
 }
 
 /* sweep_deadlines cuts off handshakes past the deadline: a stalled peer or
- * app gets DEADLINE_EXCEEDED and its session is freed now. */
+ * app gets DEADLINE_EXCEEDED and its session is freed now. A call a worker
+ * is handling is cut off at a later sweep, if it still needs to be. */
 static void sweep_deadlines(server *srv) {
   gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
   call *c = srv->active;
   while (c != NULL) {
     call *next = c->next;
-    if (gpr_time_cmp(now, c->expires) >= 0 && !c->status_sent) {
+    if (gpr_time_cmp(now, c->expires) >= 0 && !c->status_sent && !c->busy) {
       char msg[160];
       snprintf(msg, sizeof(msg), "handshake did not finish within %u ms",
                srv->cfg->policy->handshake_timeout_ms);
@@ -367,6 +408,74 @@ static void log_cancelled(call *c, const char *why) {
          kh_s2a_session_peer_name(c->session), why);
 }
 
+/* complete_request acts on a handled request's outcome (srv->mu held). A
+ * call that ended on the wire while a worker held it gets nothing more. */
+static void complete_request(call *c, kh_s2a_outcome out, kh_buf *resp, const kh_error *err) {
+  if (c->closed) {
+    if (c->cancel_log_deferred && out == KH_S2A_CONTINUE) log_cancelled(c, "client went away");
+  } else {
+    switch (out) {
+      case KH_S2A_CONTINUE: continue_call(c, resp); break;
+      case KH_S2A_FINISHED: finish(c, resp, GRPC_STATUS_OK, ""); break;
+      case KH_S2A_FAILED:
+        finish(c, resp, (grpc_status_code)kh_code_to_grpc(err->code), err->msg);
+        break;
+    }
+  }
+  kh_buf_free(resp);
+}
+
+/* queue_job hands a busy call to the workers (srv->mu held). */
+static void queue_job(server *srv, call *c) {
+  pthread_mutex_lock(&srv->q_mu);
+  c->job_next = NULL;
+  if (srv->q_tail)
+    srv->q_tail->job_next = c;
+  else
+    srv->q_head = c;
+  srv->q_tail = c;
+  pthread_cond_signal(&srv->q_cond);
+  pthread_mutex_unlock(&srv->q_mu);
+}
+
+/* worker_main: pop a busy call, handle its request with no lock held, then
+ * finish it under srv->mu. Exits when told to stop and the queue is empty. */
+static void *worker_main(void *arg) {
+  server *srv = arg;
+  for (;;) {
+    pthread_mutex_lock(&srv->q_mu);
+    while (srv->q_head == NULL && !srv->q_stop) pthread_cond_wait(&srv->q_cond, &srv->q_mu);
+    call *c = srv->q_head;
+    if (c != NULL) {
+      srv->q_head = c->job_next;
+      if (srv->q_head == NULL) srv->q_tail = NULL;
+      c->job_next = NULL;
+    }
+    int refuse = srv->q_refuse;
+    pthread_mutex_unlock(&srv->q_mu);
+    if (c == NULL) return NULL;
+
+    grpc_slice req = c->job_req;
+    c->job_req = grpc_empty_slice();
+    kh_buf resp = KH_BUF_INIT;
+    kh_error err;
+    kh_s2a_outcome out = KH_S2A_FAILED;
+    if (refuse)
+      kh_err(&err, KH_ERR_UNAVAILABLE, "keyholdd is shutting down");
+    else
+      out = kh_s2a_session_handle(c->session, GRPC_SLICE_START_PTR(req), GRPC_SLICE_LENGTH(req),
+                                  &resp, &err);
+    grpc_slice_unref(req);
+
+    pthread_mutex_lock(&srv->mu);
+    c->busy = 0;
+    if (refuse) log_cancelled(c, "keyholdd shut down before the request was handled");
+    complete_request(c, out, &resp, &err);
+    maybe_free(c);
+    pthread_mutex_unlock(&srv->mu);
+  }
+}
+
 static void on_recv(call *c, int ok) {
   if (c->send_buf) {
     grpc_byte_buffer_destroy(c->send_buf);
@@ -388,24 +497,28 @@ static void on_recv(call *c, int ok) {
   grpc_byte_buffer_destroy(c->recv_buf);
   c->recv_buf = NULL;
 
+  if (c->srv->n_workers > 0) { /* a worker handles it and finishes the call */
+    c->busy = 1;
+    c->job_req = req;
+    queue_job(c->srv, c);
+    return;
+  }
   kh_buf resp = KH_BUF_INIT;
   kh_error err;
   kh_s2a_outcome out = kh_s2a_session_handle(c->session, GRPC_SLICE_START_PTR(req),
                                              GRPC_SLICE_LENGTH(req), &resp, &err);
   grpc_slice_unref(req);
-  switch (out) {
-    case KH_S2A_CONTINUE: continue_call(c, &resp); break;
-    case KH_S2A_FINISHED: finish(c, &resp, GRPC_STATUS_OK, ""); break;
-    case KH_S2A_FAILED:
-      finish(c, &resp, (grpc_status_code)kh_code_to_grpc(err.code), err.msg);
-      break;
-  }
-  kh_buf_free(&resp);
+  complete_request(c, out, &resp, &err);
 }
 
+/* on_close only marks a busy call: its worker logs and frees it. */
 static void on_close(call *c) {
   c->closed = 1;
-  if (c->cancelled && !c->status_sent) log_cancelled(c, "client went away");
+  if (!c->cancelled || c->status_sent) return;
+  if (c->busy)
+    c->cancel_log_deferred = 1;
+  else
+    log_cancelled(c, "client went away");
 }
 
 static void dispatch(tag *t, int ok) {
@@ -436,11 +549,12 @@ static void drain(server *srv, int until_shutdown) {
     grpc_event ev = grpc_completion_queue_next(srv->cq, end, NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN || ev.type == GRPC_QUEUE_TIMEOUT) return;
     tag *t = ev.tag;
-    if (t->kind == TAG_SHUTDOWN) {
+    pthread_mutex_lock(&srv->mu);
+    if (t->kind == TAG_SHUTDOWN)
       srv->shutting_down = 2;
-      continue;
-    }
-    dispatch(t, ev.success);
+    else
+      dispatch(t, ev.success);
+    pthread_mutex_unlock(&srv->mu);
   }
 }
 
@@ -464,14 +578,56 @@ static void loop_tick(server *srv, gpr_timespec *last) {
   gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
   if (gpr_time_cmp(gpr_time_sub(now, *last), gpr_time_from_millis(90, GPR_TIMESPAN)) < 0) return;
   *last = now;
+  pthread_mutex_lock(&srv->mu);
   sweep_deadlines(srv);
   maybe_trim(srv, now);
+  pthread_mutex_unlock(&srv->mu);
   if (srv->cfg->resume) kh_resume_sweep(srv->cfg->resume);
   if (srv->cfg->tick) srv->cfg->tick(srv->cfg->tick_arg);
 }
 
+/* start_workers starts up to |n| crypto workers (fewer if threads cannot be
+ * made; none: requests are handled inline). They block every signal: the
+ * event loop's thread takes SIGTERM/SIGHUP. Called after capabilities were
+ * dropped and before the seccomp filter, which then covers them (TSYNC). */
+static void start_workers(server *srv, unsigned n) {
+  if (n == 0 || (srv->workers = calloc(n, sizeof(*srv->workers))) == NULL) return;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  unsigned started = 0;
+  while (started < n && pthread_create(&srv->workers[started], NULL, worker_main, srv) == 0) {
+    char name[16];
+    snprintf(name, sizeof(name), "kh-crypto-%u", started % 100u);
+    pthread_setname_np(srv->workers[started], name);
+    started++;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (started < n) kh_log(KH_LOG_WARN, "only %u of %u crypto worker threads started", started, n);
+  srv->n_workers = started;
+}
+
+/* stop_workers: queued jobs are answered (q_refuse is set by then), then
+ * every worker is joined; later requests are handled inline. */
+static void stop_workers(server *srv) {
+  pthread_mutex_lock(&srv->q_mu);
+  srv->q_stop = 1;
+  pthread_cond_broadcast(&srv->q_cond);
+  pthread_mutex_unlock(&srv->q_mu);
+  for (unsigned i = 0; i < srv->n_workers; i++) pthread_join(srv->workers[i], NULL);
+  pthread_mutex_lock(&srv->mu);
+  srv->n_workers = 0;
+  pthread_mutex_unlock(&srv->mu);
+  free(srv->workers);
+  srv->workers = NULL;
+}
+
 int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_error *err) {
   server srv = {.cfg = cfg, .listener = cfg->listener};
+  pthread_mutex_init(&srv.mu, NULL);
+  pthread_mutex_init(&srv.q_mu, NULL);
+  pthread_cond_init(&srv.q_cond, NULL);
+  start_workers(&srv, cfg->workers);
   srv.env = (kh_s2a_env){.store = cfg->store,
                          .policy = cfg->policy,
                          .resume = cfg->resume,
@@ -491,14 +647,16 @@ int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_e
       grpc_server_register_method(srv.server, KH_S2A_METHOD, NULL, GRPC_SRM_PAYLOAD_NONE, 0);
   grpc_server_register_completion_queue(srv.server, srv.cq, NULL);
   grpc_server_start(srv.server);
+  pthread_mutex_lock(&srv.mu);
   request_call(&srv, 1);
   request_call(&srv, 0);
+  pthread_mutex_unlock(&srv.mu);
   int ok = kh_listener_start(srv.listener, srv.server, admit_uid, (void *)cfg->policy, err);
   if (ok && cfg->after_listen) cfg->after_listen();
   if (ok) {
-    kh_log(KH_LOG_INFO, "listening on unix:%s with %zu identities, policy %s", cfg->socket_path,
-           kh_identity_store_count(cfg->store),
-           cfg->policy->file ? cfg->policy->file : "built-in (own uid only)");
+    kh_log(KH_LOG_INFO, "listening on unix:%s with %zu identities, policy %s, %u crypto workers",
+           cfg->socket_path, kh_identity_store_count(cfg->store),
+           cfg->policy->file ? cfg->policy->file : "built-in (own uid only)", srv.n_workers);
     gpr_timespec last = gpr_now(GPR_CLOCK_MONOTONIC);
     while (!*stop) {
       drain(&srv, 0);
@@ -508,18 +666,27 @@ int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_e
   kh_listener_stop_accepting(srv.listener);
 
   /* live_calls counts the two armed requests (one per kind) too. */
+  pthread_mutex_lock(&srv.mu);
   kh_log(KH_LOG_INFO, "shutting down: cancelling %ld in-flight calls",
          srv.live_calls > 2 ? srv.live_calls - 2 : 0);
   srv.shutting_down = 1;
+  pthread_mutex_unlock(&srv.mu);
+  pthread_mutex_lock(&srv.q_mu);
+  srv.q_refuse = 1;
+  pthread_mutex_unlock(&srv.q_mu);
   tag shutdown_tag = {NULL, TAG_SHUTDOWN};
   grpc_server_shutdown_and_notify(srv.server, srv.cq, &shutdown_tag);
   grpc_server_cancel_all_calls(srv.server);
-  while (srv.shutting_down != 2) drain(&srv, 0);
+  while (srv.shutting_down != 2) drain(&srv, 0); /* only this thread writes it */
+  stop_workers(&srv); /* before any call can be destroyed with the server */
   grpc_server_destroy(srv.server);
   grpc_completion_queue_shutdown(srv.cq);
   drain(&srv, 1);
   grpc_completion_queue_destroy(srv.cq);
   grpc_shutdown();
   free(srv.counts);
+  pthread_cond_destroy(&srv.q_cond);
+  pthread_mutex_destroy(&srv.q_mu);
+  pthread_mutex_destroy(&srv.mu);
   return ok;
 }

@@ -1,6 +1,7 @@
 /* server.h: keyholdd's gRPC front end (grpc_unsecure, C core). Serves
  * /s2a.proto.S2AService/SetUpSession on a Unix socket; each stream drives one
- * kh_s2a_session. One completion queue, one event-loop thread. */
+ * kh_s2a_session. One completion queue, one event-loop thread, and a pool
+ * of crypto worker threads for the handshakes (server.c). */
 #ifndef KH_SERVER_H
 #define KH_SERVER_H
 
@@ -22,6 +23,7 @@ typedef struct {
   kh_resume *resume;            /* borrowed: client session cache */
   kh_ticket_keys **ticket_keys; /* borrowed: current server ticket keys */
   unsigned max_message_bytes;   /* larger requests get RESOURCE_EXHAUSTED */
+  unsigned workers;             /* crypto worker threads; 0 = handshakes run inline */
   /* Called once in the event-loop thread when the socket is live, before
    * the first call is served (the sandbox goes on here). */
   void (*after_listen)(void);

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,13 +37,35 @@ static kh_ticket_keys *keys_new(void) {
   return k;
 }
 
+/* Reference counts are atomic: handshakes on the crypto worker threads hold
+ * references while rotation swaps the current keys on the event loop. */
 kh_ticket_keys *kh_ticket_keys_ref(kh_ticket_keys *k) {
-  if (k != NULL) k->refs++;
+  if (k != NULL) __atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
   return k;
 }
 
 void kh_ticket_keys_unref(kh_ticket_keys *k) {
-  if (k != NULL && --k->refs == 0) kh_secret_free(k, sizeof(*k));
+  if (k != NULL && __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) == 0)
+    kh_secret_free(k, sizeof(*k));
+}
+
+/* g_slot_mu guards every "current keys" slot: reading the pointer and taking
+ * a reference must not race with a swap that drops the last reference. */
+static pthread_mutex_t g_slot_mu = PTHREAD_MUTEX_INITIALIZER;
+
+kh_ticket_keys *kh_ticket_keys_get(kh_ticket_keys *const *slot) {
+  pthread_mutex_lock(&g_slot_mu);
+  kh_ticket_keys *k = kh_ticket_keys_ref(*slot);
+  pthread_mutex_unlock(&g_slot_mu);
+  return k;
+}
+
+void kh_ticket_keys_swap(kh_ticket_keys **slot, kh_ticket_keys *k) {
+  pthread_mutex_lock(&g_slot_mu);
+  kh_ticket_keys *old = *slot;
+  *slot = k;
+  pthread_mutex_unlock(&g_slot_mu);
+  kh_ticket_keys_unref(old); /* handshakes in progress keep theirs */
 }
 
 size_t kh_ticket_keys_count(const kh_ticket_keys *k) {
@@ -142,7 +165,8 @@ static kh_ticket_keys *(*g_get_keys)(SSL *ssl);
  * return convention). Seals under the first key; opens under any. */
 static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *cctx, HMAC_CTX *hctx,
                      int encrypt) {
-  kh_ticket_keys *k = g_get_keys ? g_get_keys(ssl) : NULL;
+  kh_ticket_keys *(*get_keys)(SSL *) = __atomic_load_n(&g_get_keys, __ATOMIC_ACQUIRE);
+  kh_ticket_keys *k = get_keys ? get_keys(ssl) : NULL;
   if (k == NULL || k->n == 0) return encrypt ? -1 : 0;
   if (encrypt) {
     const ticket_key *t = &k->keys[0];
@@ -164,6 +188,6 @@ static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *c
 }
 
 int kh_ticket_keys_install(SSL_CTX *ctx, kh_ticket_keys *(*get_keys)(SSL *ssl)) {
-  g_get_keys = get_keys;
+  __atomic_store_n(&g_get_keys, get_keys, __ATOMIC_RELEASE); /* the same one every time */
   return SSL_CTX_set_tlsext_ticket_key_cb(ctx, ticket_cb);
 }

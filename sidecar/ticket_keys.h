@@ -25,6 +25,12 @@ kh_ticket_keys *kh_ticket_keys_parse(const char *text, size_t len, kh_error *err
 kh_ticket_keys *kh_ticket_keys_random(kh_error *err);
 kh_ticket_keys *kh_ticket_keys_ref(kh_ticket_keys *k);
 void kh_ticket_keys_unref(kh_ticket_keys *k);
+/* The current keys live in a slot (main.c) that rotation replaces while
+ * handshakes run on the worker threads: kh_ticket_keys_get returns a new
+ * reference to *|slot| (or NULL), kh_ticket_keys_swap installs |k| (taking
+ * over its reference) and drops the slot's reference to the old keys. */
+kh_ticket_keys *kh_ticket_keys_get(kh_ticket_keys *const *slot);
+void kh_ticket_keys_swap(kh_ticket_keys **slot, kh_ticket_keys *k);
 size_t kh_ticket_keys_count(const kh_ticket_keys *k);
 
 /* kh_ticket_keys_install makes |ctx| seal and open tickets with |k|, which it

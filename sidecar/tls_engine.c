@@ -7,6 +7,7 @@
 #include "tls_engine.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,14 +265,21 @@ static SSL_CTX *build_ctx(const kh_identity *id, kh_tls_side side, kh_error *err
   return ctx;
 }
 
+/* g_ctx_mu: identities' lazily built TLS contexts (handshakes of one
+ * identity may start on several worker threads at once). */
+static pthread_mutex_t g_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+
 /* setup_ctx takes the identity's shared context for this side, building it
- * on first use (keyholdd's event loop is single-threaded). */
+ * on first use. */
 static int setup_ctx(kh_tls_engine *e, kh_error *err) {
   SSL_CTX **slot = &e->identity->tls_ctx[e->side == KH_TLS_SERVER];
-  if (*slot == NULL && (*slot = build_ctx(e->identity, e->side, err)) == NULL) return 0;
-  SSL_CTX_up_ref(*slot);
-  e->ctx = *slot;
-  return 1;
+  pthread_mutex_lock(&g_ctx_mu);
+  if (*slot == NULL) *slot = build_ctx(e->identity, e->side, err);
+  SSL_CTX *ctx = *slot;
+  if (ctx != NULL) SSL_CTX_up_ref(ctx);
+  pthread_mutex_unlock(&g_ctx_mu);
+  e->ctx = ctx;
+  return ctx != NULL;
 }
 
 kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err) {
