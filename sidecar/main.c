@@ -51,9 +51,8 @@ static void usage(FILE *f) {
           "  --handshake-timeout-ms MS      handshake deadline (default 10000)\n"
           "  --ticket-keys FILE  server session-ticket keys shared by replicas\n"
           "                      (env KEYHOLD_TICKET_KEYS; default: one random key)\n"
-          "  --workers N         crypto worker threads for handshakes, 0 = none (on the\n"
-          "                      event loop) (env KEYHOLD_WORKERS; default: online CPUs,\n"
-          "                      at most 16)\n"
+          "  --workers N         crypto worker threads for handshakes, at most 16\n"
+          "                      (env KEYHOLD_WORKERS; default 0: on the event loop)\n"
           "  --log-level LEVEL   debug|info|warn|error|off (env KEYHOLD_LOG_LEVEL)\n"
           "  --no-sandbox        do not drop capabilities nor install the seccomp filter\n"
           "                      (env KEYHOLD_SANDBOX=0); for debugging only\n"
@@ -133,12 +132,12 @@ static int sandbox_selftest(const char *what, int sandbox) {
 #define KH_MAX_WORKERS 16
 
 /* parse_workers: "N" (0 to 16; larger is capped at 16), or NULL for the
- * default, one worker per online CPU (at most 16). -1 if not a number. */
+ * default, 0: handshakes on the event loop. Measured on 2 cores, a worker
+ * hand-off costs ~150 us of latency per handshake and gains no throughput
+ * (docs/PERFORMANCE.md); workers pay off where keyholdd's event loop
+ * saturates a core and others are free. -1 if not a number. */
 static int parse_workers(const char *v) {
-  if (v == NULL) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > KH_MAX_WORKERS ? KH_MAX_WORKERS : (int)n;
-  }
+  if (v == NULL) return 0;
   char *end;
   errno = 0;
   long n = strtol(v, &end, 10);
@@ -291,41 +290,39 @@ int main(int argc, char **argv) {
   kh_log_init("keyholdd");
   if (selftest != NULL) return sandbox_selftest(selftest, sandbox);
 
+  /* Everything below is released at |out|, on every path. */
   kh_error err;
+  kh_identity_store *store = NULL;
+  kh_ticket_keys *tickets = NULL;
+  kh_resume *resume = NULL;
+  kh_rotation *rotation = NULL;
+  kh_listener *listener = NULL;
+  int rc = 2;
   kh_policy *policy = policy_file ? kh_policy_load(policy_file, &err) : kh_policy_builtin(getuid());
   if (policy == NULL) {
     fprintf(stderr, "keyholdd: %s\n", policy_file ? err.msg : "out of memory");
-    return 2;
+    goto out;
   }
   if (socket_path == NULL) socket_path = policy->socket_path;
   if (ids_dir == NULL) ids_dir = policy->identities_dir;
   if (socket_path == NULL || ids_dir == NULL) {
-    kh_policy_free(policy);
     usage(stderr);
-    return 2;
+    goto out;
   }
-  kh_identity_store *store = NULL;
   if (!apply_overrides(policy, over, &err) ||
       (store = kh_identity_store_load(ids_dir, &err)) == NULL ||
       !check_rules_exist(policy, store, &err)) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
-    kh_identity_store_free(store);
-    kh_policy_free(policy);
-    return 2;
+    goto out;
   }
   if (ticket_file == NULL) ticket_file = policy->ticket_keys_file;
-  kh_ticket_keys *tickets =
-      ticket_file ? kh_ticket_keys_load(ticket_file, &err) : kh_ticket_keys_random(&err);
-  kh_resume *resume = kh_resume_new();
+  tickets = ticket_file ? kh_ticket_keys_load(ticket_file, &err) : kh_ticket_keys_random(&err);
+  resume = kh_resume_new();
   if (tickets == NULL || resume == NULL) {
     fprintf(stderr, "keyholdd: %s\n", tickets == NULL ? err.msg : "out of memory");
-    kh_ticket_keys_unref(tickets);
-    kh_resume_free(resume);
-    kh_identity_store_free(store);
-    kh_policy_free(policy);
-    return 2;
+    goto out;
   }
-  kh_rotation *rotation = kh_rotation_new(store, &g_reload, &err);
+  rotation = kh_rotation_new(store, &g_reload, &err);
   if (rotation == NULL) kh_log(KH_LOG_WARN, "live rotation off: %s", err.msg);
   if (rotation != NULL && ticket_file != NULL)
     kh_rotation_watch_ticket_keys(rotation, ticket_file, &tickets);
@@ -338,17 +335,12 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   /* The socket is bound (and given its group) before capabilities go. */
-  kh_listener *listener =
-      kh_listener_open(socket_path, policy->socket_mode,
-                       policy->has_socket_gid ? policy->socket_gid : (gid_t)-1, &err);
+  rc = 1;
+  listener = kh_listener_open(socket_path, policy->socket_mode,
+                              policy->has_socket_gid ? policy->socket_gid : (gid_t)-1, &err);
   if (listener == NULL) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
-    kh_rotation_free(rotation);
-    kh_resume_free(resume);
-    kh_ticket_keys_unref(tickets);
-    kh_identity_store_free(store);
-    kh_policy_free(policy);
-    return 1;
+    goto out;
   }
   kh_server_config cfg = {.socket_path = socket_path,
                           .listener = listener,
@@ -364,13 +356,7 @@ int main(int argc, char **argv) {
      * The seccomp filter follows once the socket is bound (after_listen). */
     if (!kh_sandbox_drop_caps(&err)) {
       fprintf(stderr, "keyholdd: %s\n", err.msg);
-      kh_listener_close(listener);
-      kh_rotation_free(rotation);
-      kh_resume_free(resume);
-      kh_ticket_keys_unref(tickets);
-      kh_identity_store_free(store);
-      kh_policy_free(policy);
-      return 1;
+      goto out;
     }
     cfg.after_listen = after_listen;
   } else {
@@ -380,17 +366,20 @@ int main(int argc, char **argv) {
                  "KEYHOLD_SANDBOX=1 to force)"
                : "");
   }
-  int ok = kh_server_run(&cfg, &g_stop, &err);
+  if (!kh_server_run(&cfg, &g_stop, &err)) {
+    fprintf(stderr, "keyholdd: %s\n", err.msg);
+    goto out;
+  }
   kh_listener_close(listener);
-  if (ok) kh_log(KH_LOG_INFO, "stopped; socket %s removed", socket_path);
+  listener = NULL;
+  kh_log(KH_LOG_INFO, "stopped; socket %s removed", socket_path);
+  rc = g_sandbox_failed ? 1 : 0;
+out:
+  kh_listener_close(listener);
   kh_rotation_free(rotation);
   kh_resume_free(resume);
   kh_ticket_keys_unref(tickets);
   kh_identity_store_free(store);
   kh_policy_free(policy);
-  if (!ok) {
-    fprintf(stderr, "keyholdd: %s\n", err.msg);
-    return 1;
-  }
-  return g_sandbox_failed ? 1 : 0;
+  return rc;
 }
