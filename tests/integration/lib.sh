@@ -93,6 +93,15 @@ start_rev_server() {
   wait_for "$T/srv.out" ACCEPT
 }
 
+# echo_handshake ID SECONDS: one `keyhold connect` (client identity) to the
+# echo server on $PORT through $T/kd.sock; true if line ID came back.
+# stderr appends to $T/client.${ID%%-*}.err.
+echo_handshake() {
+  echo "$1" | timeout "$2" "$KEYHOLD" connect --sidecar "$T/kd.sock" \
+    --identity spiffe://example.org/client --expect-peer spiffe://example.org/server \
+    "127.0.0.1:$PORT" 2>>"$T/client.${1%%-*}.err" | grep -qx "$1"
+}
+
 # make_pki: a fresh CA, identities and peer leaves in $T/pki.
 make_pki() { bash "$KH_TEST_PKI" "$T/pki"; }
 

@@ -34,9 +34,7 @@ client_loop() { # client_loop ID SECONDS: handshakes until time is up; one line 
   local end=$(( $(date +%s) + $2 )) i=0
   while [ "$(date +%s)" -lt "$end" ] && [ $i -lt 100000 ]; do
     i=$((i + 1))
-    if echo "c$1-$i" | timeout 10 "$KEYHOLD" connect --sidecar "$T/kd.sock" \
-        --identity spiffe://example.org/client --expect-peer spiffe://example.org/server \
-        "127.0.0.1:$PORT" 2>>"$T/client.$1.err" | grep -qx "c$1-$i"; then
+    if echo_handshake "c$1-$i" 10; then
       echo OK
     else
       echo "FAIL c$1-$i"

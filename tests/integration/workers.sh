@@ -22,9 +22,7 @@ raw() { "$S2A_RAW" --socket "$T/kd.sock" --expect "$1" "$2"; }
 
 client_loop() { # client_loop ID N: N handshakes + one echoed line each
   for i in $(seq "$2"); do
-    if echo "c$1-$i" | timeout 15 "$KEYHOLD" connect --sidecar "$T/kd.sock" \
-        --identity spiffe://example.org/client --expect-peer spiffe://example.org/server \
-        "127.0.0.1:$PORT" 2>>"$T/client.$1.err" | grep -qx "c$1-$i"; then
+    if echo_handshake "c$1-$i" 15; then
       echo OK
     else
       echo "FAIL c$1-$i"
