@@ -192,27 +192,26 @@ static int status_error(kh_stream *s, kh_error *err) {
   return 0;
 }
 
-/* add_send appends the ops that send |bb| (and, the first time, the
- * initial metadata) to |ops|. */
+/* add_initial_md appends SEND_INITIAL_METADATA to |ops| the first time any
+ * batch goes out (it rides with the first message). */
+static void add_initial_md(kh_stream *s, grpc_op *ops, size_t *n) {
+  if (s->sent_initial_md) return;
+  memset(&ops[*n], 0, sizeof(ops[*n]));
+  ops[(*n)++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  s->sent_initial_md = 1;
+}
+
+/* add_send appends the ops that send |bb| to |ops|. */
 static void add_send(kh_stream *s, grpc_op *ops, size_t *n, grpc_byte_buffer *bb) {
-  if (!s->sent_initial_md) {
-    memset(&ops[*n], 0, sizeof(ops[*n]));
-    ops[(*n)++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    s->sent_initial_md = 1;
-  }
+  add_initial_md(s, ops, n);
   memset(&ops[*n], 0, sizeof(ops[*n]));
   ops[*n].op = GRPC_OP_SEND_MESSAGE;
   ops[(*n)++].data.send_message.send_message = bb;
 }
 
-/* add_recv appends the ops that receive the next message into |*bb| (and
- * sends the initial metadata if nothing was sent yet). */
+/* add_recv appends the ops that receive the next message into |*bb|. */
 static void add_recv(kh_stream *s, grpc_op *ops, size_t *n, grpc_byte_buffer **bb) {
-  if (!s->sent_initial_md) {
-    memset(&ops[*n], 0, sizeof(ops[*n]));
-    ops[(*n)++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    s->sent_initial_md = 1;
-  }
+  add_initial_md(s, ops, n);
   if (!s->got_initial_md) {
     memset(&ops[*n], 0, sizeof(ops[*n]));
     ops[*n].op = GRPC_OP_RECV_INITIAL_METADATA;
@@ -308,7 +307,7 @@ void kh_stream_close(kh_stream *s, int cancel) {
       grpc_op ops[3];
       size_t n = 0;
       memset(ops, 0, sizeof(ops));
-      if (!cancel && !s->sent_initial_md) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+      if (!cancel) add_initial_md(s, ops, &n);
       if (!cancel) ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
       status_op(s, &ops[n++]);
       if (grpc_call_start_batch(s->call, ops, n, s, NULL) == GRPC_CALL_OK) {

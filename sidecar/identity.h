@@ -30,8 +30,9 @@ typedef struct kh_identity {
   X509_STORE *trust;      /* from ca.crt */
   uint8_t leaf_fingerprint[KH_SHA256_LEN];
   int refs; /* kh_identity_ref / kh_identity_unref (atomic: any thread) */
-  /* TLS contexts (client, server) built once per identity by the TLS engine
-   * (under its lock) and shared by its handshakes; freed with the identity. */
+  /* TLS contexts (client, server), built by the TLS engine on the
+   * identity's first handshake on that side and shared by the later ones;
+   * freed with the identity. */
   SSL_CTX *tls_ctx[2];
 } kh_identity;
 

@@ -182,18 +182,3 @@ static void sweep_locked(kh_resume *r) {
       i++;
   }
 }
-
-size_t kh_resume_pending_count(const kh_resume *r) {
-  pthread_mutex_t *mu = (pthread_mutex_t *)&r->mu; /* the lock is not the table's value */
-  pthread_mutex_lock(mu);
-  size_t n = r->n_pend;
-  pthread_mutex_unlock(mu);
-  return n;
-}
-size_t kh_resume_session_count(const kh_resume *r) {
-  pthread_mutex_t *mu = (pthread_mutex_t *)&r->mu;
-  pthread_mutex_lock(mu);
-  size_t n = r->n_cache;
-  pthread_mutex_unlock(mu);
-  return n;
-}

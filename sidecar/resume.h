@@ -44,7 +44,4 @@ int kh_resume_tickets(kh_resume *r, uint64_t conn_id, uid_t uid, const uint8_t *
 /* kh_resume_sweep frees held engines older than KH_RESUME_PENDING_MS. */
 void kh_resume_sweep(kh_resume *r);
 
-size_t kh_resume_pending_count(const kh_resume *r);
-size_t kh_resume_session_count(const kh_resume *r);
-
 #endif /* KH_RESUME_H */

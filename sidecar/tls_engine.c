@@ -25,7 +25,6 @@
 struct kh_tls_engine {
   kh_tls_side side;
   kh_identity *identity;
-  SSL_CTX *ctx;
   SSL *ssl;
   BIO *rbio;          /* peer -> us; owned by |ssl| */
   BIO *wbio;          /* us -> peer; owned by |ssl| */
@@ -265,21 +264,23 @@ static SSL_CTX *build_ctx(const kh_identity *id, kh_tls_side side, kh_error *err
   return ctx;
 }
 
-/* g_ctx_mu: identities' lazily built TLS contexts (handshakes of one
- * identity may start on several worker threads at once). */
+/* g_ctx_mu serialises building identities' TLS contexts (handshakes of one
+ * identity may start on several worker threads at once); once built, a
+ * context is read without the lock. */
 static pthread_mutex_t g_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* setup_ctx takes the identity's shared context for this side, building it
- * on first use. */
-static int setup_ctx(kh_tls_engine *e, kh_error *err) {
-  SSL_CTX **slot = &e->identity->tls_ctx[e->side == KH_TLS_SERVER];
+/* shared_ctx returns the identity's context for |side|, building it on first
+ * use. Borrowed: it lives as long as the identity, which the engine holds,
+ * and SSL_new takes the SSL's own reference. */
+static SSL_CTX *shared_ctx(kh_identity *id, kh_tls_side side, kh_error *err) {
+  SSL_CTX **slot = &id->tls_ctx[side == KH_TLS_SERVER];
+  SSL_CTX *ctx = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+  if (ctx != NULL) return ctx;
   pthread_mutex_lock(&g_ctx_mu);
-  if (*slot == NULL) *slot = build_ctx(e->identity, e->side, err);
-  SSL_CTX *ctx = *slot;
-  if (ctx != NULL) SSL_CTX_up_ref(ctx);
+  if ((ctx = *slot) == NULL && (ctx = build_ctx(id, side, err)) != NULL)
+    __atomic_store_n(slot, ctx, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&g_ctx_mu);
-  e->ctx = ctx;
-  return ctx != NULL;
+  return ctx;
 }
 
 kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err) {
@@ -303,8 +304,9 @@ kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err) {
     if (cfg->expect_peers[i] && cfg->expect_peers[i][0])
       e->expect_peers[e->expect_peer_count++] = strdup(cfg->expect_peers[i]);
   }
-  if (!build_alpn(e, cfg, err) || !setup_ctx(e, err)) goto fail;
-  e->ssl = SSL_new(e->ctx);
+  SSL_CTX *ctx;
+  if (!build_alpn(e, cfg, err) || (ctx = shared_ctx(e->identity, e->side, err)) == NULL) goto fail;
+  e->ssl = SSL_new(ctx);
   e->rbio = BIO_new(BIO_s_mem());
   e->wbio = BIO_new(BIO_s_mem());
   if (e->ssl == NULL || e->rbio == NULL || e->wbio == NULL) {
@@ -342,7 +344,6 @@ fail:
 void kh_tls_engine_free(kh_tls_engine *e) {
   if (e == NULL) return;
   SSL_free(e->ssl); /* frees both BIOs */
-  SSL_CTX_free(e->ctx);
   kh_identity_unref(e->identity);
   kh_ticket_keys_unref(e->ticket_keys);
   free(e->server_name);
