@@ -15,24 +15,22 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_proc.h"
+
 typedef struct {
   double rate, p50, p99;
   size_t n, failed;
 } result;
 
-static char g_dir[1024], g_bin[1024], g_tmp[64];
+static char g_dir[1024], g_bin[PATH_MAX], g_tmp[64];
 static pid_t g_pids[8];
 static int g_npids;
 
 static void cleanup(void) {
-  for (int i = 0; i < g_npids; i++) kill(g_pids[i], SIGTERM);
-  for (int i = 0; i < g_npids; i++) waitpid(g_pids[i], NULL, 0);
+  int status;
+  for (int i = 0; i < g_npids; i++) bp_stop(g_pids[i], 10, &status);
   g_npids = 0;
-  if (g_tmp[0]) {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_tmp);
-    if (system(cmd) != 0) fprintf(stderr, "handshake_bench: cannot remove %s\n", g_tmp);
-  }
+  bp_remove_scratch(g_tmp, "handshake_bench");
 }
 
 static void die(const char *what) {
@@ -90,25 +88,16 @@ int main(int argc, char **argv) {
   const char *secs = argc > 1 ? argv[1] : "3";
   const char *conc = argc > 2 ? argv[2] : "8";
   signal(SIGPIPE, SIG_IGN);
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n <= 0) die("cannot find myself");
-  self[n] = '\0';
-  snprintf(g_bin, sizeof(g_bin), "%.1000s", dirname(self));
-  snprintf(g_tmp, sizeof(g_tmp), "/tmp/kh-hsbench.XXXXXX");
-  if (mkdtemp(g_tmp) == NULL) die("mkdtemp");
+  char kd[PATH_MAX];
+  if (!bp_keyholdd(kd, g_bin)) die("keyholdd is not built next to bench/");
+  const char *why = bp_scratch(g_tmp, "hsbench");
+  if (why != NULL) die(why);
   snprintf(g_dir, sizeof(g_dir), "%s/pki", g_tmp);
-  char cmd[PATH_MAX * 2];
-  const char *pki = getenv("KH_TEST_PKI");
-  snprintf(cmd, sizeof(cmd), "bash %s %s >/dev/null 2>&1",
-           pki ? pki : KH_SOURCE_ROOT "/tests/make-test-pki.sh", g_dir);
-  if (system(cmd) != 0) die("cannot make the test PKI");
 
-  char bssl[PATH_MAX], ours[PATH_MAX], kd[PATH_MAX], sock[PATH_MAX], ids[PATH_MAX];
+  char bssl[PATH_MAX], ours[PATH_MAX], sock[PATH_MAX], ids[PATH_MAX];
   char scrt[PATH_MAX], skey[PATH_MAX], ccrt[PATH_MAX], ckey[PATH_MAX], ca[PATH_MAX];
   snprintf(bssl, sizeof(bssl), "%.1000s/hs_bssl", g_bin);
   snprintf(ours, sizeof(ours), "%.1000s/hs_keyhold", g_bin);
-  snprintf(kd, sizeof(kd), "%.1000s/../sidecar/keyholdd", g_bin);
   snprintf(sock, sizeof(sock), "%s/kd.sock", g_tmp);
   path(ids, "ids");
   path(scrt, "peer/server.crt");

@@ -54,8 +54,8 @@ static void *client(void *arg) {
   (void)arg;
   double *lat = malloc(sizeof(double) * 200000);
   size_t n = 0, failed = 0;
-  while (hs_now() < g_end && n < 200000) {
-    double t0 = hs_now();
+  while (bp_now() < g_end && n < 200000) {
+    double t0 = bp_now();
     int fd = hs_connect(g_port);
     SSL *ssl = SSL_new(g_ctx);
     SSL_set_fd(ssl, fd);
@@ -63,7 +63,7 @@ static void *client(void *arg) {
     char b;
     int ok = fd >= 0 && SSL_connect(ssl) == 1 && SSL_read(ssl, &b, 1) == 1;
     if (ok)
-      lat[n++] = hs_now() - t0;
+      lat[n++] = bp_now() - t0;
     else
       failed++;
     ERR_clear_error();

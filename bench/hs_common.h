@@ -16,13 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HS_MAX_SAMPLES 2000000
+#include "bench_proc.h"
 
-static inline double hs_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define HS_MAX_SAMPLES 2000000
 
 /* hs_listen: a TCP listener on 127.0.0.1:0; prints "port N" on stdout. */
 static inline int hs_listen(void) {
@@ -55,14 +51,9 @@ static inline int hs_connect(int port) {
   return fd;
 }
 
-static inline int hs_cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* hs_report prints the line the driver parses. |lat| holds seconds. */
 static inline void hs_report(size_t n, size_t failed, double secs, double *lat) {
-  qsort(lat, n, sizeof(double), hs_cmp_double);
+  qsort(lat, n, sizeof(double), bp_cmp_double);
   double p50 = n ? lat[n / 2] * 1e6 : 0, p99 = n ? lat[(n * 99) / 100] * 1e6 : 0;
   printf("handshakes=%zu failed=%zu seconds=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f\n", n, failed,
          secs, secs > 0 ? (double)n / secs : 0, p50, p99);
@@ -88,11 +79,11 @@ static inline void hs_merge(double *lat, size_t n, size_t failed) {
 static inline void hs_run_clients(int conc, double secs, void *(*client)(void *), double *end) {
   pthread_t *t = calloc((size_t)conc, sizeof(*t));
   hs_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
-  double t0 = hs_now();
+  double t0 = bp_now();
   *end = t0 + secs;
   for (int i = 0; i < conc; i++) pthread_create(&t[i], NULL, client, NULL);
   for (int i = 0; i < conc; i++) pthread_join(t[i], NULL);
-  hs_report(hs_n, hs_failed, hs_now() - t0, hs_lat);
+  hs_report(hs_n, hs_failed, bp_now() - t0, hs_lat);
   free(t);
 }
 

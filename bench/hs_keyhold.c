@@ -54,15 +54,15 @@ static void *client(void *arg) {
   o.server_name = "localhost";
   double *lat = malloc(sizeof(double) * 200000);
   size_t n = 0, failed = 0;
-  while (hs_now() < g_end && n < 200000) {
-    double t0 = hs_now();
+  while (bp_now() < g_end && n < 200000) {
+    double t0 = bp_now();
     int fd = hs_connect(g_port);
     kh_error err;
     kh_conn *c = fd >= 0 ? kh_connect_fd(kc, fd, &o, &err) : NULL;
     char b;
     int ok = c != NULL && kh_conn_read(c, &b, 1, &err) == 1;
     if (ok)
-      lat[n++] = hs_now() - t0;
+      lat[n++] = bp_now() - t0;
     else
       failed++;
     kh_conn_free(c);
@@ -80,22 +80,22 @@ static void floor_run(double secs) {
   kh_handshake_opts o = KH_HANDSHAKE_OPTS_INIT;
   o.local_identity = "spiffe://example.org/no-such-identity";
   size_t n = 0, failed = 0;
-  double t0 = hs_now(), end = t0 + secs;
-  while (hs_now() < end && n < HS_MAX_SAMPLES) {
+  double t0 = bp_now(), end = t0 + secs;
+  while (bp_now() < end && n < HS_MAX_SAMPLES) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) break;
-    double t = hs_now();
+    double t = bp_now();
     kh_error err;
     kh_conn *c = kh_connect_fd(kc, sv[0], &o, &err);
     if (c == NULL && err.code == KH_ERR_NOT_FOUND)
-      hs_lat[n++] = hs_now() - t;
+      hs_lat[n++] = bp_now() - t;
     else
       failed++;
     kh_conn_free(c);
     close(sv[0]);
     close(sv[1]);
   }
-  hs_report(n, failed, hs_now() - t0, hs_lat);
+  hs_report(n, failed, bp_now() - t0, hs_lat);
   kh_client_free(kc);
 }
 

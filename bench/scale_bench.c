@@ -47,6 +47,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "bench_proc.h"
 #include "s2a/s2a.pb-c.h"
 
 #define METHOD "/s2a.proto.S2AService/SetUpSession"
@@ -75,44 +76,24 @@ static hs *g_hs;
 static int g_n_started, g_n_first, g_n_status;
 static grpc_slice g_start; /* the serialized ClientStart */
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* stop_kd: SIGTERM, then SIGKILL if keyholdd has not exited within 30 s.
  * After heavy connection churn its grpc_shutdown() can take ~10 s (an
  * executor thread parked in epoll_wait is joined), so the exit time is shown
  * when it is not prompt. */
 static void stop_kd(void) {
   if (g_kd <= 0) return;
-  double t0 = now_s(), until = t0 + 30;
-  kill(g_kd, SIGTERM);
-  pid_t r;
-  int status = 0;
-  while ((r = waitpid(g_kd, &status, WNOHANG)) == 0 && now_s() < until) usleep(10000);
-  if (r == 0) {
-    fprintf(stderr, "scale_bench: keyholdd ignored SIGTERM for 30 s; killing it\n");
-    kill(g_kd, SIGKILL);
-    waitpid(g_kd, NULL, 0);
-  } else if (now_s() - t0 > 1.0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    printf("note: keyholdd took %.1f s to exit after SIGTERM (status 0x%x)\n", now_s() - t0,
-           status);
-  }
+  int status;
+  double took = bp_stop(g_kd, 30, &status);
+  if (took < 0)
+    fprintf(stderr, "scale_bench: keyholdd ignored SIGTERM for 30 s; killed it\n");
+  else if (took > 1.0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    printf("note: keyholdd took %.1f s to exit after SIGTERM (status 0x%x)\n", took, status);
   g_kd = -1;
 }
 
 static void cleanup(void) {
   stop_kd();
-  if (g_tmp[0] && getenv("KH_BENCH_KEEP") != NULL) {
-    fprintf(stderr, "scale_bench: kept %s (KH_BENCH_KEEP)\n", g_tmp);
-  } else if (g_tmp[0]) {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_tmp);
-    if (system(cmd) != 0) fprintf(stderr, "scale_bench: cannot remove %s\n", g_tmp);
-    g_tmp[0] = '\0';
-  }
+  bp_remove_scratch(g_tmp, "scale_bench");
 }
 
 static void show_log(void) {
@@ -234,7 +215,7 @@ static int start_call(int i, gpr_timespec deadline) {
 /* pump handles completions until *count reaches target or |until| passes. */
 static int pump(const int *count, int target, double until) {
   while (*count < target) {
-    double left = until - now_s();
+    double left = until - bp_now();
     if (left <= 0) return 0;
     gpr_timespec d = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                   gpr_time_from_millis((int64_t)(left * 1000) + 1, GPR_TIMESPAN));
@@ -263,7 +244,7 @@ static int hold(int from, int to, gpr_timespec deadline) {
     int hi = lo + WINDOW < to ? lo + WINDOW : to;
     for (int i = lo; i < hi; i++)
       if (!start_call(i, deadline)) die("cannot start a gRPC call");
-    if (!pump(&g_n_first, hi, now_s() + 30)) {
+    if (!pump(&g_n_first, hi, bp_now() + 30)) {
       fprintf(stderr, "scale_bench: window %d..%d: only %d of %d first responses within 30 s\n", lo,
               hi, g_n_first - lo, hi - lo);
       break;
@@ -320,7 +301,7 @@ static void status_summary(const char *what, int from, int to) {
 static int release(int from, int to) {
   for (int i = from; i < to; i++)
     if (g_hs[i].call && !g_hs[i].status_done) grpc_call_cancel(g_hs[i].call, NULL);
-  return pump(&g_n_status, to, now_s() + 30) && pump(&g_n_first, to, now_s() + 5);
+  return pump(&g_n_status, to, bp_now() + 30) && pump(&g_n_first, to, bp_now() + 5);
 }
 
 /* free_calls frees the ended streams in [from, to). */
@@ -383,18 +364,10 @@ int main(int argc, char **argv) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
-  char self[PATH_MAX], kd[PATH_MAX + 32], sock[128], ids[128], target[160];
-  ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (len <= 0) die("cannot find myself");
-  self[len] = '\0';
-  snprintf(kd, sizeof(kd), "%s/../sidecar/keyholdd", dirname(self));
-  snprintf(g_tmp, sizeof(g_tmp), "/tmp/kh-scalebench.XXXXXX");
-  if (mkdtemp(g_tmp) == NULL) die("mkdtemp");
-  char cmd[PATH_MAX * 2];
-  const char *pki = getenv("KH_TEST_PKI");
-  snprintf(cmd, sizeof(cmd), "bash %s %s/pki >/dev/null 2>&1",
-           pki ? pki : KH_SOURCE_ROOT "/tests/make-test-pki.sh", g_tmp);
-  if (system(cmd) != 0) die("cannot make the test PKI");
+  char kd[PATH_MAX], sock[128], ids[128], target[160];
+  if (!bp_keyholdd(kd, NULL)) die("keyholdd is not built next to bench/");
+  const char *why = bp_scratch(g_tmp, "scalebench");
+  if (why != NULL) die(why);
   snprintf(sock, sizeof(sock), "%s/kd.sock", g_tmp);
   snprintf(ids, sizeof(ids), "%s/pki/ids", g_tmp);
   snprintf(target, sizeof(target), "unix:%s", sock);
@@ -447,9 +420,9 @@ int main(int argc, char **argv) {
   for (int cyc = 0; cyc < cycles; cyc++) {
     int from = g_n_started;
     if (cycles > 1) printf("-- cycle %d of %d\n", cyc + 1, cycles);
-    double t0 = now_s();
+    double t0 = bp_now();
     int h = hold(from, from + n, deadline);
-    double took = now_s() - t0;
+    double took = bp_now() - t0;
     usleep(500000);
     mem p = read_mem();
     printf("held %d of %d in %.2f s (%d streams started, %d already ended)\n", h, n, took,
@@ -457,9 +430,9 @@ int main(int argc, char **argv) {
     fflush(stdout);
     print_mem("peak", p);
     if (h < n) status_summary("streams that ended early", from, g_n_started);
-    double r0 = now_s();
+    double r0 = bp_now();
     int r = release(from, g_n_started);
-    printf("released in %.2f s%s\n", now_s() - r0, r ? "" : " (NOT all ended within 30 s)");
+    printf("released in %.2f s%s\n", bp_now() - r0, r ? "" : " (NOT all ended within 30 s)");
     status_summary("release", from, g_n_started);
     free_calls(from, g_n_started);
     sleep(2);

@@ -36,42 +36,30 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_proc.h"
+
 #define MAX_RUNS 1000
 
 static char g_tmp[64];
 static pid_t g_kd = -1;
 
 static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+  return bp_now() * 1e3;
 }
 
 /* stop_kd: SIGTERM, then SIGKILL if it has not exited within 5 s. */
 static int stop_kd(void) {
   if (g_kd <= 0) return 0;
-  int status = 0;
-  kill(g_kd, SIGTERM);
-  double until = now_ms() + 5000;
-  pid_t r;
-  while ((r = waitpid(g_kd, &status, WNOHANG)) == 0 && now_ms() < until) usleep(1000);
-  if (r == 0) {
-    fprintf(stderr, "startup_bench: keyholdd %d ignored SIGTERM for 5 s; killing it\n", (int)g_kd);
-    kill(g_kd, SIGKILL);
-    waitpid(g_kd, &status, 0);
-  }
+  int status;
+  if (bp_stop(g_kd, 5, &status) < 0)
+    fprintf(stderr, "startup_bench: keyholdd %d ignored SIGTERM for 5 s; killed it\n", (int)g_kd);
   g_kd = -1;
   return status;
 }
 
 static void cleanup(void) {
   stop_kd();
-  if (g_tmp[0]) {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_tmp);
-    if (system(cmd) != 0) fprintf(stderr, "startup_bench: cannot remove %s\n", g_tmp);
-    g_tmp[0] = '\0';
-  }
+  bp_remove_scratch(g_tmp, "startup_bench");
 }
 
 static void die(const char *what) {
@@ -81,13 +69,9 @@ static void die(const char *what) {
 }
 
 /* make_identities writes DIR/ids10/id0..id9 (ECDSA P-256 leaves, each with
- * a SPIFFE ID, signed by the test CA of make-test-pki.sh) and DIR/ids1/id0. */
+ * a SPIFFE ID, signed by the test CA in DIR/pki) and DIR/ids1/id0. */
 static void make_identities(const char *dir) {
   char cmd[PATH_MAX * 3];
-  const char *pki = getenv("KH_TEST_PKI");
-  snprintf(cmd, sizeof(cmd), "bash %s %s/pki >/dev/null 2>&1",
-           pki ? pki : KH_SOURCE_ROOT "/tests/make-test-pki.sh", dir);
-  if (system(cmd) != 0) die("cannot make the test PKI");
   snprintf(cmd, sizeof(cmd),
            "set -e; cd %s; ca=pki/ca\n"
            "for i in 0 1 2 3 4 5 6 7 8 9; do\n"
@@ -183,18 +167,13 @@ static int one_run(const char *kd, const char *ids, int run, double *t_listen, d
   return ok;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 typedef struct {
   double listen[MAX_RUNS], serve[MAX_RUNS];
   int n;
 } series;
 
 static double pct(double *v, int n, double p) {
-  qsort(v, (size_t)n, sizeof(*v), cmp_double);
+  qsort(v, (size_t)n, sizeof(*v), bp_cmp_double);
   int i = (int)(p * (n - 1) + 0.5);
   return v[i];
 }
@@ -215,14 +194,10 @@ int main(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, NULL, _IOLBF, 0); /* keep order with stderr in logs */
-  char self[PATH_MAX], kd[PATH_MAX + 32], ids1[PATH_MAX], ids10[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n <= 0) die("cannot find myself");
-  self[n] = '\0';
-  snprintf(kd, sizeof(kd), "%s/../sidecar/keyholdd", dirname(self));
-  if (access(kd, X_OK) != 0) die("keyholdd is not built next to bench/");
-  snprintf(g_tmp, sizeof(g_tmp), "/tmp/kh-startbench.XXXXXX");
-  if (mkdtemp(g_tmp) == NULL) die("mkdtemp");
+  char kd[PATH_MAX], ids1[PATH_MAX], ids10[PATH_MAX];
+  if (!bp_keyholdd(kd, NULL)) die("keyholdd is not built next to bench/");
+  const char *why = bp_scratch(g_tmp, "startbench");
+  if (why != NULL) die(why);
   make_identities(g_tmp);
   snprintf(ids1, sizeof(ids1), "%s/ids1", g_tmp);
   snprintf(ids10, sizeof(ids10), "%s/ids10", g_tmp);
