@@ -2,6 +2,7 @@
 #include "record.h"
 
 #include <stdio.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -45,13 +46,28 @@ struct kh_record {
 
 /* --- AEAD ---------------------------------------------------------------- */
 
+/* The ciphers are fetched once (OpenSSL 3 otherwise resolves the name again
+ * on every EVP_CipherInit_ex with a built-in EVP_CIPHER). */
+enum { CIPHER_AES_128_GCM, CIPHER_AES_256_GCM, CIPHER_CHACHA20_POLY1305, CIPHER_COUNT };
+static EVP_CIPHER *g_cipher[CIPHER_COUNT];
+static pthread_once_t g_cipher_once = PTHREAD_ONCE_INIT;
+
+static void fetch_ciphers(void) {
+  static const char *const names[CIPHER_COUNT] = {"AES-128-GCM", "AES-256-GCM",
+                                                  "ChaCha20-Poly1305"};
+  for (int i = 0; i < CIPHER_COUNT; i++) g_cipher[i] = EVP_CIPHER_fetch(NULL, names[i], NULL);
+}
+
 int kh_aead_init(kh_aead *a, kh_aead_alg alg, const uint8_t *key, size_t key_len, int encrypt,
                  kh_error *err) {
-  const EVP_CIPHER *cipher = NULL;
-  if (alg == KH_AEAD_AES_GCM && key_len == 16) cipher = EVP_aes_128_gcm();
-  if (alg == KH_AEAD_AES_GCM && key_len == 32) cipher = EVP_aes_256_gcm();
-  if (alg == KH_AEAD_CHACHA20_POLY1305 && key_len == 32) cipher = EVP_chacha20_poly1305();
-  if (cipher == NULL) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "unsupported AEAD key size");
+  int which = -1;
+  if (alg == KH_AEAD_AES_GCM && key_len == 16) which = CIPHER_AES_128_GCM;
+  if (alg == KH_AEAD_AES_GCM && key_len == 32) which = CIPHER_AES_256_GCM;
+  if (alg == KH_AEAD_CHACHA20_POLY1305 && key_len == 32) which = CIPHER_CHACHA20_POLY1305;
+  if (which < 0) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "unsupported AEAD key size");
+  pthread_once(&g_cipher_once, fetch_ciphers);
+  const EVP_CIPHER *cipher = g_cipher[which];
+  if (cipher == NULL) return kh_err(err, KH_ERR_INTERNAL, "AEAD unavailable in libcrypto");
   a->ctx = EVP_CIPHER_CTX_new();
   a->encrypt = encrypt;
   if (a->ctx == NULL || EVP_CipherInit_ex(a->ctx, cipher, NULL, NULL, NULL, encrypt) != 1 ||

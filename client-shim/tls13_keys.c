@@ -2,20 +2,77 @@
  * OpenSSL 3 libcrypto. */
 #include "tls13_keys.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 
 #include "kh_secret.h"
 
-static const char *suite_digest(kh_suite suite) {
-  return suite == KH_SUITE_AES_256_GCM_SHA384 ? "SHA384" : "SHA256";
+/* OpenSSL 3 looks an algorithm up by name on every fetch; with the caches
+ * cold between handshakes the four derivations of a new connection cost
+ * ~20 us that way. HMAC is fetched once per hash, with the digest set, and
+ * every HMAC runs on a copy of that template (EVP_MAC_CTX_dup). */
+enum { HASH_SHA256, HASH_SHA384, HASH_COUNT };
+static EVP_MAC_CTX *g_hmac[HASH_COUNT];
+static pthread_once_t g_hmac_once = PTHREAD_ONCE_INIT;
+
+static void hmac_templates(void) {
+  static const char *const names[HASH_COUNT] = {"SHA256", "SHA384"};
+  EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+  for (int i = 0; mac != NULL && i < HASH_COUNT; i++) {
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)names[i], 0),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_MAC_CTX *c = EVP_MAC_CTX_new(mac);
+    if (c != NULL && EVP_MAC_CTX_set_params(c, params) != 1) {
+      EVP_MAC_CTX_free(c);
+      c = NULL;
+    }
+    g_hmac[i] = c;
+  }
+  EVP_MAC_free(mac);
+}
+
+static size_t suite_hash_len(kh_suite suite) {
+  return suite == KH_SUITE_AES_256_GCM_SHA384 ? 48 : 32;
 }
 
 static size_t suite_key_len(kh_suite suite) {
   return suite == KH_SUITE_AES_128_GCM_SHA256 ? 16 : 32;
+}
+
+int kh_hkdf_expand(kh_suite suite, const uint8_t *prk, size_t prk_len, const uint8_t *info,
+                   size_t info_len, uint8_t *out, size_t out_len, kh_error *err) {
+  size_t hash_len = suite_hash_len(suite);
+  if (out_len > 255 * hash_len)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "HKDF output of %zu bytes too long", out_len);
+  pthread_once(&g_hmac_once, hmac_templates);
+  EVP_MAC_CTX *tmpl = g_hmac[suite == KH_SUITE_AES_256_GCM_SHA384 ? HASH_SHA384 : HASH_SHA256];
+  if (tmpl == NULL) return kh_err(err, KH_ERR_INTERNAL, "HMAC unavailable in libcrypto");
+  /* T(i) = HMAC(prk, T(i-1) || info || i); the output is T(1) || T(2) ... */
+  uint8_t t[EVP_MAX_MD_SIZE];
+  size_t t_len = 0;
+  int ok = 1;
+  for (uint8_t i = 1; ok && out_len > 0; i++) {
+    EVP_MAC_CTX *c = EVP_MAC_CTX_dup(tmpl);
+    ok = c != NULL && EVP_MAC_init(c, prk, prk_len, NULL) == 1 &&
+         EVP_MAC_update(c, t, t_len) == 1 && EVP_MAC_update(c, info, info_len) == 1 &&
+         EVP_MAC_update(c, &i, 1) == 1 && EVP_MAC_final(c, t, &t_len, sizeof(t)) == 1 &&
+         t_len == hash_len;
+    EVP_MAC_CTX_free(c); /* wipes the keyed state */
+    if (ok) {
+      size_t take = out_len < t_len ? out_len : t_len;
+      memcpy(out, t, take);
+      out += take;
+      out_len -= take;
+    }
+  }
+  kh_wipe(t, sizeof(t));
+  if (!ok) return kh_err(err, KH_ERR_INTERNAL, "HKDF-Expand failed");
+  return 1;
 }
 
 int kh_hkdf_expand_label(kh_suite suite, const uint8_t *secret, size_t secret_len,
@@ -39,22 +96,9 @@ int kh_hkdf_expand_label(kh_suite suite, const uint8_t *secret, size_t secret_le
   if (context_len) memcpy(&info[n], context, context_len);
   n += context_len;
 
-  EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-  EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)suite_digest(suite), 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, secret_len),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, n),
-      OSSL_PARAM_construct_end(),
-  };
-  int ok = kctx != NULL && EVP_KDF_derive(kctx, out, out_len, params) == 1;
-  EVP_KDF_CTX_free(kctx);
-  EVP_KDF_free(kdf);
+  int ok = kh_hkdf_expand(suite, secret, secret_len, info, n, out, out_len, err);
   kh_wipe(info, sizeof(info));
-  if (!ok) return kh_err(err, KH_ERR_INTERNAL, "HKDF-Expand-Label(%s) failed", label);
-  return 1;
+  return ok;
 }
 
 int kh_tls13_traffic_keys(kh_suite suite, const uint8_t *secret, size_t secret_len,

@@ -12,6 +12,11 @@
 #define KH_AEAD_MAX_KEY 32
 #define KH_AEAD_IV_LEN 12
 
+/* HKDF-Expand(prk, info, out_len) (RFC 5869 2.3) with the suite's hash;
+ * out_len at most 255 hash lengths. */
+int kh_hkdf_expand(kh_suite suite, const uint8_t *prk, size_t prk_len, const uint8_t *info,
+                   size_t info_len, uint8_t *out, size_t out_len, kh_error *err);
+
 /* HKDF-Expand-Label(secret, "tls13 " || label, context, out_len) with the
  * suite's hash. */
 int kh_hkdf_expand_label(kh_suite suite, const uint8_t *secret, size_t secret_len,

@@ -1,6 +1,12 @@
 /* HKDF-Expand-Label and traffic key/iv derivation against RFC 8448 section 3
- * (Simple 1-RTT Handshake, TLS_AES_128_GCM_SHA256). */
+ * (Simple 1-RTT Handshake, TLS_AES_128_GCM_SHA256); HKDF-Expand against
+ * RFC 5869 appendix A and, for SHA-384 (no published vector), against
+ * OpenSSL's own HKDF. */
 #include <check.h>
+
+#include <openssl/core_names.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
 
 #include "testutil.h"
 
@@ -83,6 +89,82 @@ START_TEST(test_label_too_long_rejected) {
 }
 END_TEST
 
+/* expand_vector checks kh_hkdf_expand (SHA-256) against an RFC 5869 case. */
+static void expand_vector(const char *prk_hex, const char *info_hex, const char *okm_hex) {
+  uint8_t prk[32], info[80], want[82], got[82];
+  size_t info_len = kh_unhex(info_hex, info, sizeof(info));
+  size_t len = kh_unhex(okm_hex, want, sizeof(want));
+  ck_assert_uint_eq(kh_unhex(prk_hex, prk, sizeof(prk)), 32);
+  ck_assert(info_len != (size_t)-1 && len != (size_t)-1);
+  kh_error err;
+  ck_assert_msg(
+      kh_hkdf_expand(KH_SUITE_AES_128_GCM_SHA256, prk, 32, info, info_len, got, len, &err), "%s",
+      err.msg);
+  ck_assert_mem_eq(got, want, len);
+}
+
+START_TEST(test_rfc5869_a1_two_blocks) {
+  expand_vector("077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5",
+                "f0f1f2f3f4f5f6f7f8f9",
+                "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+                "34007208d5b887185865");
+}
+END_TEST
+
+START_TEST(test_rfc5869_a2_three_blocks) {
+  expand_vector("06a6b88c5853361a06104c9ceb35b45cef760014904671014a193f40c15fc244",
+                "b0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
+                "d0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeef"
+                "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",
+                "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c"
+                "59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71"
+                "cc30c58179ec3e87c14c01d5c1f3434f1d87");
+}
+END_TEST
+
+/* OpenSSL's HKDF in expand-only mode, the reference for SHA-384. */
+static void openssl_expand(const char *md, const uint8_t *prk, size_t prk_len, const uint8_t *info,
+                           size_t info_len, uint8_t *out, size_t len) {
+  EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+  EVP_KDF_CTX *k = EVP_KDF_CTX_new(kdf);
+  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)md, 0),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)prk, prk_len),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len),
+      OSSL_PARAM_construct_end(),
+  };
+  ck_assert_int_eq(EVP_KDF_derive(k, out, len, params), 1);
+  EVP_KDF_CTX_free(k);
+  EVP_KDF_free(kdf);
+}
+
+START_TEST(test_sha384_matches_openssl_hkdf) {
+  uint8_t prk[48], info[40], got[300], want[300];
+  for (size_t i = 0; i < sizeof(prk); i++) prk[i] = (uint8_t)(3 * i + 1);
+  for (size_t i = 0; i < sizeof(info); i++) info[i] = (uint8_t)(7 * i);
+  kh_error err;
+  for (size_t len = 1; len <= sizeof(got); len += 7) {
+    ck_assert_msg(kh_hkdf_expand(KH_SUITE_AES_256_GCM_SHA384, prk, sizeof(prk), info, sizeof(info),
+                                 got, len, &err),
+                  "%s", err.msg);
+    openssl_expand("SHA384", prk, sizeof(prk), info, sizeof(info), want, len);
+    ck_assert_mem_eq(got, want, len);
+  }
+}
+END_TEST
+
+START_TEST(test_expand_output_limit) {
+  static uint8_t out[255 * 32 + 1];
+  uint8_t prk[32] = {1};
+  kh_error err;
+  ck_assert(kh_hkdf_expand(KH_SUITE_AES_128_GCM_SHA256, prk, 32, NULL, 0, out, 255 * 32, &err));
+  ck_assert(!kh_hkdf_expand(KH_SUITE_AES_128_GCM_SHA256, prk, 32, NULL, 0, out, sizeof(out), &err));
+  ck_assert_int_eq(err.code, KH_ERR_INVALID_ARGUMENT);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("tls13_keys");
   TCase *tc = tcase_create("rfc8448");
@@ -93,5 +175,11 @@ int main(void) {
   tcase_add_test(tc, test_update_secret_changes_and_is_deterministic);
   tcase_add_test(tc, test_label_too_long_rejected);
   suite_add_tcase(s, tc);
+  TCase *hk = tcase_create("hkdf_expand");
+  tcase_add_test(hk, test_rfc5869_a1_two_blocks);
+  tcase_add_test(hk, test_rfc5869_a2_three_blocks);
+  tcase_add_test(hk, test_sha384_matches_openssl_hkdf);
+  tcase_add_test(hk, test_expand_output_limit);
+  suite_add_tcase(s, hk);
   return kh_test_run(s);
 }
