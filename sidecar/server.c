@@ -51,6 +51,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "absl_tune.h"
 #include "kh_buf.h"
 #include "kh_log.h"
 #include "kh_secret.h"
@@ -632,6 +633,7 @@ int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_e
                          .policy = cfg->policy,
                          .resume = cfg->resume,
                          .ticket_keys = cfg->ticket_keys};
+  kh_absl_tune();
   grpc_init();
   grpc_arg args[2];
   args[0].type = GRPC_ARG_INTEGER;

@@ -1,4 +1,4 @@
-// tls_secrets.cc: the project's only C++: a C wrapper over
+// tls_secrets.cc: a C wrapper over
 // bssl::SSL_get_traffic_secrets (BoringSSL exposes it only in C++).
 #include "tls_secrets.h"
 

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config meson ninja-build clang llvm libclang-rt-14-dev
   clang-format
-  libgrpc-dev libgrpc29 protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
+  libgrpc-dev libgrpc29 libabsl-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
   android-libboringssl-dev android-libboringssl
   libssl-dev openssl libsodium-dev check libseccomp-dev libyaml-dev libcap-ng-dev
   curl nginx-light gnutls-bin iproute2 util-linux procps valgrind python3
