@@ -564,11 +564,13 @@ static int admit_uid(void *arg, const kh_caller *c) {
   return kh_policy_admits((const kh_policy *)arg, c);
 }
 
-/* maybe_trim returns a finished burst's memory (at most every 5 s; the
- * trim itself costs ~15 ms after 10,000 sessions, see docs/PERFORMANCE.md). */
+/* maybe_trim returns a finished burst's memory, at most once a second (the
+ * trim itself costs ~15 ms after 10,000 sessions, see docs/PERFORMANCE.md).
+ * The trim restarts the count from what is still in flight, so the tail of
+ * a large burst (an eighth of 10,000 is still 1,250) gets a second trim. */
 static void maybe_trim(server *srv, gpr_timespec now) {
   if (srv->peak_in_flight < KH_TRIM_AFTER_PEAK || srv->in_flight > srv->peak_in_flight / 8) return;
-  if (gpr_time_cmp(gpr_time_sub(now, srv->last_trim), gpr_time_from_seconds(5, GPR_TIMESPAN)) < 0)
+  if (gpr_time_cmp(gpr_time_sub(now, srv->last_trim), gpr_time_from_seconds(1, GPR_TIMESPAN)) < 0)
     return;
   malloc_trim(0);
   srv->last_trim = now;
