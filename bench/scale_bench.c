@@ -146,7 +146,8 @@ static void probe(const char *phase) {
   const char *p = getenv("KH_SCALE_PROBE");
   if (p == NULL || *p == '\0') return;
   char cmd[4096];
-  snprintf(cmd, sizeof(cmd), "KH_PHASE=%s KH_PID=%d %.3900s", phase, (int)g_kd, p);
+  /* exported first, so that the command itself can expand them */
+  snprintf(cmd, sizeof(cmd), "export KH_PHASE=%s KH_PID=%d; %.3900s", phase, (int)g_kd, p);
   if (system(cmd) != 0) fprintf(stderr, "scale_bench: probe failed at %s\n", phase);
 }
 
