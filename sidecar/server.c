@@ -573,6 +573,10 @@ static void maybe_trim(server *srv, gpr_timespec now) {
   if (gpr_time_cmp(gpr_time_sub(now, srv->last_trim), gpr_time_from_seconds(1, GPR_TIMESPAN)) < 0)
     return;
   malloc_trim(0);
+  struct mallinfo2 mi = mallinfo2();
+  kh_log(KH_LOG_INFO,
+         "memory returned after a burst of %ld handshakes: %ld in flight, heap in use %zu KiB",
+         srv->peak_in_flight, srv->in_flight, (mi.uordblks + mi.hblkhd) / 1024);
   srv->last_trim = now;
   srv->peak_in_flight = srv->in_flight;
 }
