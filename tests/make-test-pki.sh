@@ -9,6 +9,8 @@
 #                                       spiffe://example.org/peer-server; client: spiffe://example.org/peer-client)
 #   DIR/rogue/{server,client}.{crt,key} leaves from other-ca
 # Key types for extra identities: KEYTYPES="rsa ed25519 p384" adds ids/<type>.
+# LEAF_KEYTYPE=p384|rsa|ed25519 gives ids/{client,server} and peer/* that key
+# type instead of P-256 (the benchmarks' key-choice runs); CAs stay P-256.
 # ROTATIONS=N adds DIR/rot/1..N/{tls.crt,tls.key}: fresh server leaves (same
 # names as ids/server, new keys) for rotation tests.
 set -euo pipefail
@@ -22,6 +24,7 @@ newkey() { # newkey TYPE OUT
     p384) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$2" 2>/dev/null ;;
     rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$2" 2>/dev/null ;;
     ed25519) openssl genpkey -algorithm ED25519 -out "$2" 2>/dev/null ;;
+    *) echo "make-test-pki.sh: unknown key type '$1'" >&2; exit 2 ;;
   esac
 }
 
@@ -48,14 +51,15 @@ ident() { # ident NAME KEYTYPE SAN
 
 mkca ca "Keyhold Test CA"
 mkca other-ca "Other Test CA"
-ident client p256 "URI:spiffe://example.org/client"
-ident server p256 "URI:spiffe://example.org/server,DNS:localhost,IP:127.0.0.1"
+leafkey=${LEAF_KEYTYPE:-p256}
+ident client "$leafkey" "URI:spiffe://example.org/client"
+ident server "$leafkey" "URI:spiffe://example.org/server,DNS:localhost,IP:127.0.0.1"
 for t in ${KEYTYPES:-}; do
   ident "$t" "$t" "URI:spiffe://example.org/$t,DNS:$t.example.org"
 done
-leaf ca p256 peer/server.key peer/server.crt "localhost" \
+leaf ca "$leafkey" peer/server.key peer/server.crt "localhost" \
   "DNS:localhost,IP:127.0.0.1,URI:spiffe://example.org/peer-server" "serverAuth,clientAuth"
-leaf ca p256 peer/client.key peer/client.crt "peer-client" \
+leaf ca "$leafkey" peer/client.key peer/client.crt "peer-client" \
   "URI:spiffe://example.org/peer-client" "serverAuth,clientAuth"
 leaf other-ca p256 rogue/server.key rogue/server.crt "localhost" \
   "DNS:localhost,IP:127.0.0.1,URI:spiffe://example.org/server" "serverAuth,clientAuth"
