@@ -276,12 +276,15 @@ static void finish(call *c, kh_buf *resp, grpc_status_code code, const char *det
   start_batch(c, ops, n, &c->t_status);
 }
 
-/* continue_call sends |resp| (if any) and waits for the next request. */
+/* continue_call sends |resp| (if any) and waits for the next request. The
+ * initial metadata goes out with the first response, as a gRPC server's
+ * usually does: sent when the call arrives, it cost one more write here and
+ * one more wake-up of the client, which waits for the message anyway. */
 static void continue_call(call *c, kh_buf *resp) {
   grpc_op ops[3];
   size_t n = 0;
-  add_initial_md(c, ops, &n);
   if (resp != NULL) {
+    add_initial_md(c, ops, &n);
     memset(&ops[n], 0, sizeof(ops[n]));
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     c->send_buf = take_response(resp);
