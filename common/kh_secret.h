@@ -2,10 +2,12 @@
  *
  * kh_wipe() zeroes memory in a way the compiler may not elide. Every buffer
  * that held a key, traffic secret or token is wiped with it before release.
- * kh_secret_alloc() returns zeroed memory that is mlock()ed (best effort: if
- * the lock limit is reached the memory is still usable and still wiped);
- * kh_secret_free() wipes, unlocks and frees. Core dumps are a process-wide
- * matter: keyholdd turns them off with PR_SET_DUMPABLE at start. */
+ * kh_secret_alloc() returns zeroed memory that is locked (best effort: if
+ * the lock limit is reached the memory is still usable and still wiped),
+ * left out of core dumps and zeroed in a forked child; kh_secret_free(p,
+ * len), with the length it was allocated with, wipes it and returns it to
+ * the pool (kh_secret.c). keyholdd also turns core dumps off entirely with
+ * PR_SET_DUMPABLE at start. Thread-safe. */
 #ifndef KH_SECRET_H
 #define KH_SECRET_H
 
