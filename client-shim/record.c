@@ -1,8 +1,8 @@
 /* record.c: the shim's TLS 1.3 record layer (RFC 8446 section 5), sans-IO. */
 #include "record.h"
 
-#include <stdio.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/evp.h>

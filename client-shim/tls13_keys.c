@@ -36,21 +36,17 @@ static void hmac_templates(void) {
   EVP_MAC_free(mac);
 }
 
-static size_t suite_hash_len(kh_suite suite) {
-  return suite == KH_SUITE_AES_256_GCM_SHA384 ? 48 : 32;
-}
-
 static size_t suite_key_len(kh_suite suite) {
   return suite == KH_SUITE_AES_128_GCM_SHA256 ? 16 : 32;
 }
 
 int kh_hkdf_expand(kh_suite suite, const uint8_t *prk, size_t prk_len, const uint8_t *info,
                    size_t info_len, uint8_t *out, size_t out_len, kh_error *err) {
-  size_t hash_len = suite_hash_len(suite);
+  size_t hash_len = kh_suite_secret_len(suite);
   if (out_len > 255 * hash_len)
     return kh_err(err, KH_ERR_INVALID_ARGUMENT, "HKDF output of %zu bytes too long", out_len);
   pthread_once(&g_hmac_once, hmac_templates);
-  EVP_MAC_CTX *tmpl = g_hmac[suite == KH_SUITE_AES_256_GCM_SHA384 ? HASH_SHA384 : HASH_SHA256];
+  EVP_MAC_CTX *tmpl = g_hmac[hash_len == 48 ? HASH_SHA384 : HASH_SHA256];
   if (tmpl == NULL) return kh_err(err, KH_ERR_INTERNAL, "HMAC unavailable in libcrypto");
   /* T(i) = HMAC(prk, T(i-1) || info || i); the output is T(1) || T(2) ... */
   uint8_t t[EVP_MAX_MD_SIZE];

@@ -1,6 +1,8 @@
 #define _DEFAULT_SOURCE
 #include "kh_secret.h"
 
+#include "kh_asan.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -10,14 +12,7 @@
 /* Under AddressSanitizer, free chunks and the unrequested tail of a used
  * chunk are poisoned, and the pool is a root for LeakSanitizer (it is not
  * malloc memory, but it points into the heap). */
-#if defined(__SANITIZE_ADDRESS__)
-#define KH_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KH_ASAN 1
-#endif
-#endif
-#ifdef KH_ASAN
+#if KH_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/lsan_interface.h>
 #define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
@@ -100,6 +95,7 @@ static size_t class_size(int c) {
 
 /* refill puts a new slab's chunks of class |c| on its free list (g_mu held). */
 static int refill(int c) {
+  pthread_once(&g_once, at_fork); /* before the first chunk is handed out */
   uint8_t *slab = map_locked(KH_SLAB);
   if (slab == NULL) return 0;
   size_t size = class_size(c);
@@ -116,7 +112,6 @@ void *kh_secret_alloc(size_t len) {
   if (len == 0) len = 1;
   int c = size_class(len);
   if (c < 0) return map_locked(page_round(len)); /* zero-filled by the kernel */
-  pthread_once(&g_once, at_fork);
   pthread_mutex_lock(&g_mu);
   chunk *k = g_free[c];
   if (k == NULL && refill(c)) k = g_free[c];

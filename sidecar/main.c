@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "identity.h"
+#include "kh_asan.h"
 #include "kh_log.h"
 #include "listener.h"
 #include "policy.h"
@@ -78,22 +79,12 @@ static void after_listen(void) {
  * CI's sanitizer suite) therefore run without the sandbox unless
  * KEYHOLD_SANDBOX=1 asks for it (tests/integration/sandbox.sh does, with
  * leak detection off). Release builds are never built this way. */
-#if defined(__SANITIZE_ADDRESS__)
-#define KH_LEAK_CHECKED_BUILD 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KH_LEAK_CHECKED_BUILD 1
-#endif
-#endif
-#ifndef KH_LEAK_CHECKED_BUILD
-#define KH_LEAK_CHECKED_BUILD 0
-#endif
 
 /* sandbox_default: on, unless KEYHOLD_SANDBOX=0|off|false|no (or, in a
  * leak-checked build, unless KEYHOLD_SANDBOX is set to something else). */
 static int sandbox_default(void) {
   const char *v = getenv("KEYHOLD_SANDBOX");
-  if (v == NULL) return !KH_LEAK_CHECKED_BUILD;
+  if (v == NULL) return !KH_ASAN;
   return !(strcmp(v, "0") == 0 || strcmp(v, "off") == 0 || strcmp(v, "false") == 0 ||
            strcmp(v, "no") == 0);
 }
@@ -361,7 +352,7 @@ int main(int argc, char **argv) {
     cfg.after_listen = after_listen;
   } else {
     kh_log(KH_LOG_WARN, "sandbox disabled%s: no seccomp filter, capabilities kept",
-           KH_LEAK_CHECKED_BUILD && getenv("KEYHOLD_SANDBOX") == NULL
+           KH_ASAN && getenv("KEYHOLD_SANDBOX") == NULL
                ? " (AddressSanitizer build: LeakSanitizer needs ptrace at exit; "
                  "KEYHOLD_SANDBOX=1 to force)"
                : "");

@@ -15,18 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "kh_asan.h"
 #include "kh_log.h"
-
-/* Sanitizer builds (tests only) need a few more syscalls: sigaltstack in
- * every thread, and LeakSanitizer's exit-time check stops the threads from a
- * ptrace-ing helper task sharing our memory. */
-#if defined(__SANITIZE_ADDRESS__)
-#define KH_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KH_SANITIZER 1
-#endif
-#endif
 
 int kh_sandbox_drop_caps(kh_error *err) {
   if (capng_get_caps_process() != 0)
@@ -134,7 +124,10 @@ static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsi
   return 1;
 }
 
-#ifdef KH_SANITIZER
+#if KH_ASAN
+/* Sanitizer builds (tests only) need a few more syscalls: sigaltstack in
+ * every thread, and LeakSanitizer's exit-time check stops the threads from a
+ * ptrace-ing helper task sharing our memory. */
 static int add_sanitizer_rules(scmp_filter_ctx ctx, kh_error *err) {
   static const char *const extra[] = {"sigaltstack", "wait4", "getppid", "sched_getaffinity"};
   for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++)
@@ -197,7 +190,7 @@ static int add_rules(scmp_filter_ctx ctx, kh_error *err) {
   /* Signals to this process only (abort() raises SIGABRT with tgkill). */
   struct scmp_arg_cmp self = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0);
   if (!add_rule(ctx, SCMP_ACT_ALLOW, "tgkill", 1, &self, err)) return 0;
-#ifdef KH_SANITIZER
+#if KH_ASAN
   return add_sanitizer_rules(ctx, err);
 #else
   return 1;

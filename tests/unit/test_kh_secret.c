@@ -7,20 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kh_asan.h"
 #include "kh_secret.h"
 #include "testutil.h"
 
 /* AddressSanitizer intercepts mlock() and ignores it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define MLOCK_WORKS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MLOCK_WORKS 0
-#endif
-#endif
-#ifndef MLOCK_WORKS
-#define MLOCK_WORKS 1
-#endif
+#define MLOCK_WORKS (!KH_ASAN)
 
 static int all_zero(const uint8_t *p, size_t n) {
   for (size_t i = 0; i < n; i++)
