@@ -1,6 +1,7 @@
 /* keyholdd: the Keyhold handshake-offload sidecar. */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,26 @@
 static volatile sig_atomic_t g_stop;
 static volatile sig_atomic_t g_reload; /* SIGHUP */
 static int g_sandbox_failed;
+static volatile int g_drained; /* set once everything is released */
+static unsigned g_drain_ms;
+
+/* watchdog: once SIGTERM (or SIGINT) arrived, keyholdd exits within
+ * drain_timeout_ms whatever gRPC or a caller is still doing. The normal
+ * path releases everything well within it (tests check exit 0 and, under
+ * LeakSanitizer, no leak); this is the bound an operator can rely on. */
+static void *watchdog(void *arg) {
+  (void)arg;
+  const struct timespec step = {0, 50 * 1000 * 1000};
+  while (!g_stop && !__atomic_load_n(&g_drained, __ATOMIC_ACQUIRE)) nanosleep(&step, NULL);
+  for (unsigned waited = 0; waited < g_drain_ms; waited += 50) {
+    if (__atomic_load_n(&g_drained, __ATOMIC_ACQUIRE)) return NULL;
+    nanosleep(&step, NULL);
+  }
+  if (__atomic_load_n(&g_drained, __ATOMIC_ACQUIRE)) return NULL;
+  kh_log(KH_LOG_ERROR, "not drained within drain_timeout_ms=%u after the stop signal: exiting now",
+         g_drain_ms);
+  _exit(1);
+}
 
 static void on_signal(int sig) {
   if (sig == SIGHUP)
@@ -48,8 +69,12 @@ static void usage(FILE *f) {
           "  --socket-group GRP  group owning the socket (name or number)\n"
           "  --identities DIR    one sub-directory per identity: tls.crt, tls.key, ca.crt\n"
           "                      (env KEYHOLD_IDENTITIES); reloaded on change and SIGHUP\n"
-          "  --max-handshakes-per-caller N  concurrent handshakes per uid (default 256)\n"
-          "  --handshake-timeout-ms MS      handshake deadline (default 10000)\n"
+          "  --LIMIT N           any limit of the policy's `limits:` map, '_' written '-'\n"
+          "                      (docs/POLICY.md), e.g. --handshake-timeout-ms 10000,\n"
+          "                      --max-handshakes-per-caller 256, --max-connections 4096,\n"
+          "                      --max-server-handshakes-per-process 256,\n"
+          "                      --max-connections-per-caller 256, --preface-timeout-ms 2000,\n"
+          "                      --idle-timeout-ms 300000, --drain-timeout-ms 5000\n"
           "  --ticket-keys FILE  server session-ticket keys shared by replicas\n"
           "                      (env KEYHOLD_TICKET_KEYS; default: one random key)\n"
           "  --workers N         crypto worker threads for handshakes, at most 16\n"
@@ -121,6 +146,45 @@ static int sandbox_selftest(const char *what, int sandbox) {
 }
 
 #define KH_MAX_WORKERS 16
+#define KH_MAX_LIMIT_FLAGS 16
+
+/* limit_name: "--max-connections[=N]" -> "max_connections" in |out|. */
+static int limit_name(const char *arg, char out[64]) {
+  if (strncmp(arg, "--", 2) != 0) return 0;
+  size_t n = strcspn(arg + 2, "=");
+  if (n == 0 || n >= 64) return 0;
+  for (size_t i = 0; i < n; i++) out[i] = arg[2 + i] == '-' ? '_' : arg[2 + i];
+  out[n] = '\0';
+  return kh_limits_known(out);
+}
+
+/* take_limit_flags moves every --LIMIT N / --LIMIT=N out of argv (before
+ * getopt sees it) into |flags| as (name, value) pairs; argv keeps the rest. */
+static int take_limit_flags(int *argc, char **argv, char names[][64], const char **flags) {
+  int kept = 1;
+  size_t n = 0;
+  for (int i = 1; i < *argc; i++) {
+    if (strcmp(argv[i], "--") == 0 || !limit_name(argv[i], names[n])) {
+      argv[kept++] = argv[i];
+      continue;
+    }
+    if (n == KH_MAX_LIMIT_FLAGS) {
+      fprintf(stderr, "keyholdd: more than %d limit flags\n", KH_MAX_LIMIT_FLAGS);
+      return 0;
+    }
+    const char *eq = strchr(argv[i], '=');
+    if (eq == NULL && i + 1 == *argc) {
+      fprintf(stderr, "keyholdd: %s needs a value\n", argv[i]);
+      return 0;
+    }
+    flags[2 * n] = names[n];
+    flags[2 * n + 1] = eq ? eq + 1 : argv[++i];
+    n++;
+  }
+  argv[kept] = NULL;
+  *argc = kept;
+  return 1;
+}
 
 /* parse_workers: "N" (0 to 16; larger is capped at 16), or NULL for the
  * default, 0: handshakes on the event loop. Measured on 2 cores, a worker
@@ -136,26 +200,32 @@ static int parse_workers(const char *v) {
   return n > KH_MAX_WORKERS ? KH_MAX_WORKERS : (int)n;
 }
 
-/* apply_overrides: flags (and their environment variables) beat the file. */
-static int apply_overrides(kh_policy *p, const char *const over[4], kh_error *err) {
-  static const char *const names[4] = {"--socket-mode", "--socket-group",
-                                       "--max-handshakes-per-caller", "--handshake-timeout-ms"};
-  /* Reuse the file's own validation: render the flags as a policy snippet. */
+/* apply_overrides: flags (and their environment variables) beat the file.
+ * The socket's mode and group reuse the file's own validation: they are
+ * rendered as a policy snippet. Limits are set directly (kh_limits.h). */
+static int apply_overrides(kh_policy *p, const char *const over[2], const char *const *limit_flags,
+                           kh_error *err) {
+  static const char *const names[2] = {"--socket-mode", "--socket-group"};
+  for (size_t i = 0; limit_flags[i] != NULL; i += 2) {
+    if (!kh_limits_set(&p->limits, limit_flags[i], limit_flags[i + 1], err)) {
+      kh_error e = *err;
+      char flag[100];
+      snprintf(flag, sizeof(flag), "--%s", limit_flags[i]);
+      for (char *q = flag; *q; q++)
+        if (*q == '_') *q = '-';
+      return kh_err(err, e.code, "%s%s", flag, strchr(e.msg, ':'));
+    }
+  }
+  if (over[0] == NULL && over[1] == NULL) return 1;
   char text[512];
   int n = snprintf(text, sizeof(text), "identities: {x: {callers: {uids: [0]}}}\n");
-  if (over[0] || over[1])
-    n += snprintf(text + n, sizeof(text) - (size_t)n, "socket: {%s%s%s%s%s}\n",
-                  over[0] ? "mode: \"" : "", over[0] ? over[0] : "", over[0] ? "\"" : "",
-                  over[0] && over[1] ? ", group: "
-                  : over[1]          ? "group: "
-                                     : "",
-                  over[1] ? over[1] : "");
-  if (over[2] || over[3])
-    n += snprintf(text + n, sizeof(text) - (size_t)n, "limits: {%s%s%s%s%s}\n",
-                  over[2] ? "max_handshakes_per_caller: " : "", over[2] ? over[2] : "",
-                  over[2] && over[3] ? ", " : "", over[3] ? "handshake_timeout_ms: " : "",
-                  over[3] ? over[3] : "");
-  for (int i = 0; i < 4; i++) {
+  n += snprintf(text + n, sizeof(text) - (size_t)n, "socket: {%s%s%s%s%s}\n",
+                over[0] ? "mode: \"" : "", over[0] ? over[0] : "", over[0] ? "\"" : "",
+                over[0] && over[1] ? ", group: "
+                : over[1]          ? "group: "
+                                   : "",
+                over[1] ? over[1] : "");
+  for (int i = 0; i < 2; i++) {
     if (over[i] && (strpbrk(over[i], "{}[],:\"'\n#") != NULL || strlen(over[i]) > 64))
       return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: invalid value", names[i]);
   }
@@ -166,8 +236,6 @@ static int apply_overrides(kh_policy *p, const char *const over[4], kh_error *er
     p->socket_gid = f->socket_gid;
     p->has_socket_gid = 1;
   }
-  if (over[2]) p->max_handshakes_per_caller = f->max_handshakes_per_caller;
-  if (over[3]) p->handshake_timeout_ms = f->handshake_timeout_ms;
   kh_policy_free(f);
   return 1;
 }
@@ -223,7 +291,11 @@ int main(int argc, char **argv) {
   const char *check_file = NULL;
   const char *ticket_file = getenv("KEYHOLD_TICKET_KEYS");
   const char *workers_arg = getenv("KEYHOLD_WORKERS");
-  const char *over[4] = {NULL, NULL, NULL, NULL}; /* mode, group, max, timeout */
+  const char *over[2] = {NULL, NULL}; /* mode, group */
+  /* --LIMIT VALUE pairs (limit name with '_', value), NULL-terminated. */
+  const char *limit_flags[2 * KH_MAX_LIMIT_FLAGS + 1] = {NULL};
+  char limit_names[KH_MAX_LIMIT_FLAGS][64];
+  if (!take_limit_flags(&argc, argv, limit_names, limit_flags)) return 2;
   int sandbox = sandbox_default();
   static const struct option opts[] = {
       {"socket", required_argument, NULL, 's'},
@@ -233,8 +305,6 @@ int main(int argc, char **argv) {
       {"check-config", required_argument, NULL, 'C'},
       {"socket-mode", required_argument, NULL, 'm'},
       {"socket-group", required_argument, NULL, 'g'},
-      {"max-handshakes-per-caller", required_argument, NULL, 'M'},
-      {"handshake-timeout-ms", required_argument, NULL, 't'},
       {"ticket-keys", required_argument, NULL, 'K'},
       {"no-sandbox", no_argument, NULL, 'N'},
       {"workers", required_argument, NULL, 'W'},
@@ -253,8 +323,6 @@ int main(int argc, char **argv) {
       case 'C': check_file = optarg; break;
       case 'm': over[0] = optarg; break;
       case 'g': over[1] = optarg; break;
-      case 'M': over[2] = optarg; break;
-      case 't': over[3] = optarg; break;
       case 'K': ticket_file = optarg; break;
       case 'N': sandbox = 0; break;
       case 'W': workers_arg = optarg; break;
@@ -288,6 +356,8 @@ int main(int argc, char **argv) {
   kh_resume *resume = NULL;
   kh_rotation *rotation = NULL;
   kh_listener *listener = NULL;
+  pthread_t watchdog_thread;
+  int watchdog_started = 0;
   int rc = 2;
   kh_policy *policy = policy_file ? kh_policy_load(policy_file, &err) : kh_policy_builtin(getuid());
   if (policy == NULL) {
@@ -300,7 +370,7 @@ int main(int argc, char **argv) {
     usage(stderr);
     goto out;
   }
-  if (!apply_overrides(policy, over, &err) ||
+  if (!apply_overrides(policy, over, limit_flags, &err) ||
       (store = kh_identity_store_load(ids_dir, &err)) == NULL ||
       !check_rules_exist(policy, store, &err)) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
@@ -357,6 +427,13 @@ int main(int argc, char **argv) {
                  "KEYHOLD_SANDBOX=1 to force)"
                : "");
   }
+  /* Started with every signal blocked: the signals stay the main thread's. */
+  g_drain_ms = policy->limits.drain_timeout_ms;
+  sigset_t all, old_mask;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old_mask);
+  watchdog_started = pthread_create(&watchdog_thread, NULL, watchdog, NULL) == 0;
+  pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
   if (!kh_server_run(&cfg, &g_stop, &err)) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
     goto out;
@@ -372,5 +449,9 @@ out:
   kh_ticket_keys_unref(tickets);
   kh_identity_store_free(store);
   kh_policy_free(policy);
+  if (watchdog_started) {
+    __atomic_store_n(&g_drained, 1, __ATOMIC_RELEASE);
+    pthread_join(watchdog_thread, NULL);
+  }
   return rc;
 }

@@ -341,17 +341,15 @@ static int parse_socket(ctx *c, const kh_yaml_node *n, kh_policy *p) {
 }
 
 static int parse_limits(ctx *c, const kh_yaml_node *n, kh_policy *p) {
-  static const char *const keys[] = {"max_handshakes_per_caller", "handshake_timeout_ms", NULL};
-  if (!want(c, n, KH_YAML_MAP, "limits") || !check_keys(c, n, "limits", keys)) return 0;
-  const kh_yaml_node *v;
-  unsigned long x;
-  if ((v = kh_yaml_get(n, "max_handshakes_per_caller"))) {
-    if (!get_uint(c, v, "limits.max_handshakes_per_caller", 1, 1000000, 10, &x)) return 0;
-    p->max_handshakes_per_caller = (unsigned)x;
-  }
-  if ((v = kh_yaml_get(n, "handshake_timeout_ms"))) {
-    if (!get_uint(c, v, "limits.handshake_timeout_ms", 10, 600000, 10, &x)) return 0;
-    p->handshake_timeout_ms = (unsigned)x;
+  if (!want(c, n, KH_YAML_MAP, "limits") || !check_keys(c, n, "limits", kh_limits_names()))
+    return 0;
+  for (size_t i = 0; i < n->count; i++) {
+    char field[100];
+    snprintf(field, sizeof(field), "limits.%s", n->keys[i]->value);
+    kh_error e;
+    if (!want(c, n->items[i], KH_YAML_SCALAR, field)) return 0;
+    if (!kh_limits_set(&p->limits, n->keys[i]->value, n->items[i]->value, &e))
+      return bad(c, n->items[i], field, "%s", strchr(e.msg, ':') + 2);
   }
   return 1;
 }
@@ -360,8 +358,7 @@ static kh_policy *policy_new(void) {
   kh_policy *p = calloc(1, sizeof(*p));
   if (p == NULL) return NULL;
   p->socket_mode = -1;
-  p->max_handshakes_per_caller = KH_POLICY_DEFAULT_MAX_PER_CALLER;
-  p->handshake_timeout_ms = KH_POLICY_DEFAULT_TIMEOUT_MS;
+  kh_limits_default(&p->limits);
   return p;
 }
 

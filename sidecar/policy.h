@@ -14,6 +14,7 @@
 
 #include "kh_error.h"
 #include "kh_tls.h"
+#include "kh_limits.h"
 
 #define KH_TOKEN_HASH_LEN 32
 
@@ -53,15 +54,11 @@ typedef struct {
   int socket_mode;  /* -1: default 0660 */
   gid_t socket_gid; /* valid if has_socket_gid */
   int has_socket_gid;
-  unsigned max_handshakes_per_caller; /* 0: unlimited */
-  unsigned handshake_timeout_ms;
+  kh_limits limits; /* caps and timeouts (kh_limits.h) */
   char *ticket_keys_file;
   kh_policy_rule *rules;
   size_t n_rules;
 } kh_policy;
-
-#define KH_POLICY_DEFAULT_MAX_PER_CALLER 256u
-#define KH_POLICY_DEFAULT_TIMEOUT_MS 10000u
 
 /* kh_policy_builtin: the secure default (only |self| may use identities). */
 kh_policy *kh_policy_builtin(uid_t self);

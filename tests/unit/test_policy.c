@@ -49,8 +49,8 @@ START_TEST(test_complete_policy) {
   ck_assert_str_eq(p->socket_path, "/run/keyhold/keyholdd.sock");
   ck_assert_int_eq(p->socket_mode, 0660);
   ck_assert_int_eq(p->has_socket_gid, 1);
-  ck_assert_uint_eq(p->max_handshakes_per_caller, 8);
-  ck_assert_uint_eq(p->handshake_timeout_ms, 2500);
+  ck_assert_uint_eq(p->limits.max_handshakes_per_caller, 8);
+  ck_assert_uint_eq(p->limits.handshake_timeout_ms, 2500);
   const kh_policy_rule *r = kh_policy_rule_for(p, "server");
   ck_assert_str_eq(r->name, "server");
   ck_assert_uint_eq(r->n_uids, 2);
