@@ -35,6 +35,7 @@ struct kh_s2a_session {
   kh_tls_side side;
   kh_tls_engine *engine;
   kh_identity *identity; /* a reference of our own */
+  char asked[256];       /* the local identity as the caller named it */
   char local_name[512];
   char peer_name[512];
   struct timespec started;
@@ -80,6 +81,10 @@ const char *kh_s2a_session_local_name(const kh_s2a_session *s) {
 }
 const char *kh_s2a_session_peer_name(const kh_s2a_session *s) {
   return s->peer_name;
+}
+
+int kh_s2a_session_is_server(const kh_s2a_session *s) {
+  return s->state != ST_START && s->side == KH_TLS_SERVER;
 }
 
 /* --- requests ------------------------------------------------------------ */
@@ -140,12 +145,22 @@ static int set_alpn(kh_tls_config *cfg, size_t n, char **protos, kh_error *err) 
   return 1;
 }
 
+/* refuse: the one answer to a caller that may not use the identity it asked
+ * for, whether that identity exists or not (no existence oracle): the name
+ * as asked, never the directory it resolved to, nor how many are loaded. */
+static int refuse(const kh_s2a_session *s, kh_error *err) {
+  return kh_err(err, KH_ERR_PERMISSION_DENIED, "caller uid %u may not use identity '%.100s'%s",
+                (unsigned)s->caller.uid, s->asked[0] ? s->asked : "(default)",
+                s->n_tokens ? " (the access token presented does not grant it)" : "");
+}
+
 /* apply_policy: may the caller use the chosen identity, and with which ALPN
  * protocols, suites and peers? Narrows |cfg| to what the policy allows. */
 static int apply_policy(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
   if (s->policy == NULL) return 1;
   const char *name = s->identity->dir_name;
-  if (!kh_policy_authorize(s->policy, name, &s->caller, s->tokens, s->n_tokens, err)) return 0;
+  if (!kh_policy_authorize(s->policy, name, &s->caller, s->tokens, s->n_tokens, err))
+    return refuse(s, err);
   const kh_policy_rule *r = kh_policy_rule_for(s->policy, name);
   cfg->peer_rule = r;
   if (r->alpn.n > 0 && cfg->alpn_count > 0) {
@@ -174,16 +189,13 @@ static int apply_policy(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
 }
 
 /* find_identity selects the local identity. A caller that is not keyholdd's
- * own uid is told "may not use" for unknown names too, so it cannot probe
- * which identities exist. */
+ * own uid gets refuse() for every failure, so it cannot probe which
+ * identities exist. */
 static kh_identity *find_identity(kh_s2a_session *s, const char *name, kh_error *err) {
+  snprintf(s->asked, sizeof(s->asked), "%s", name ? name : "");
   /* A reference of our own: survives a rotation of the store. */
   kh_identity *id = kh_identity_store_find_ref(s->store, name, err);
-  if (id != NULL) return id;
-  if (s->policy != NULL && s->caller.uid != getuid() && err != NULL &&
-      err->code == KH_ERR_NOT_FOUND)
-    kh_err(err, KH_ERR_PERMISSION_DENIED, "caller uid %u may not use identity '%.100s'",
-           (unsigned)s->caller.uid, name ? name : "(default)");
+  if (id == NULL && s->policy != NULL && s->caller.uid != getuid()) refuse(s, err);
   return id;
 }
 

@@ -42,4 +42,7 @@ kh_s2a_outcome kh_s2a_session_handle(kh_s2a_session *s, const uint8_t *req, size
 const char *kh_s2a_session_local_name(const kh_s2a_session *s);
 const char *kh_s2a_session_peer_name(const kh_s2a_session *s);
 
+/* kh_s2a_session_is_server: has the session started a server-side handshake? */
+int kh_s2a_session_is_server(const kh_s2a_session *s);
+
 #endif /* KH_S2A_SESSION_H */

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Caller authentication and policy (issue 3, must-show 1): a caller running as
-# another uid (setpriv) is refused with PERMISSION_DENIED naming its uid and
-# the identity; a grant by uid lets it in; a wrong access token is refused and
-# the right one accepted; unknown identities do not leak; the handshake log
+# another uid (setpriv) that the policy grants nothing is refused with
+# PERMISSION_DENIED naming its uid before any request is read; a grant by uid
+# lets it in; a wrong access token is refused and the right one accepted; an
+# identity that exists and one that does not get the same refusal (the name
+# as asked: no existence oracle, reliability finding 5); the handshake log
 # line names the caller; keyholdd keeps serving throughout.
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "not ok - must run as root to switch uids with setpriv"; exit 1; }
@@ -35,7 +37,9 @@ stat -c '%a %g' "$T/kd.sock" | grep -q "^660 $NOBODY$" && pass "socket is 0660, 
 connect own spiffe://example.org/client && grep -q "olleh" "$T/own.out" \
   && pass "built-in policy: own uid succeeds" || fail "own uid: $(cat "$T/own.err")"
 connect other1 spiffe://example.org/client "${NB[@]}" && fail "built-in policy let uid $NOBODY in" \
-  || refused_with other1 "caller uid $NOBODY may not use identity 'client' \[PERMISSION_DENIED\]"
+  || refused_with other1 "caller uid $NOBODY is granted no identity by keyholdd's policy \[PERMISSION_DENIED\]"
+connect other2 spiffe://example.org/does-not-exist "${NB[@]}" && fail "built-in policy let uid $NOBODY in" \
+  || refused_with other2 "caller uid $NOBODY is granted no identity by keyholdd's policy \[PERMISSION_DENIED\]"
 wait_for "$T/kd.log" "caller_uid=$NOBODY .*result=PERMISSION_DENIED" \
   && pass "refusal logged with the caller uid" || fail "refusal not logged"
 kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
@@ -68,9 +72,9 @@ connect granted spiffe://example.org/client "${NB[@]}" && grep -q "olleh" "$T/gr
 wait_for "$T/kd2.log" "handshake side=client caller_uid=$NOBODY caller_pid=[0-9]+ local=spiffe://example.org/client peer=spiffe://example.org/peer-server result=OK resumed=no duration_ms=" \
   && pass "handshake log line: caller uid and pid, local, peer, result, duration" || fail "no handshake line"
 connect notoken spiffe://example.org/server "${NB[@]}" && fail "'server' without a token accepted" \
-  || refused_with notoken "caller uid $NOBODY may not use identity 'server' \[PERMISSION_DENIED\]"
+  || refused_with notoken "caller uid $NOBODY may not use identity 'spiffe://example.org/server' \[PERMISSION_DENIED\]"
 connect badtoken spiffe://example.org/server env S2A_ACCESS_TOKEN=wrong-token-0123456789 "${NB[@]}" && fail "wrong token accepted" \
-  || refused_with badtoken "caller uid $NOBODY may not use identity 'server' (the access token presented does not grant it)"
+  || refused_with badtoken "caller uid $NOBODY may not use identity 'spiffe://example.org/server' (the access token presented does not grant it)"
 connect goodtoken spiffe://example.org/server env S2A_ACCESS_TOKEN="$TOKEN" "${NB[@]}" && grep -q "olleh" "$T/goodtoken.out" \
   && pass "right token (S2A_ACCESS_TOKEN) grants 'server'" || fail "good token: $(cat "$T/goodtoken.err")"
 echo "hello-flag" | timeout 10 "${NB[@]}" "$KEYHOLD" connect \
@@ -80,8 +84,17 @@ echo "hello-flag" | timeout 10 "${NB[@]}" "$KEYHOLD" connect \
   || fail "flag token: $(cat "$T/flag.err")"
 connect probe spiffe://example.org/does-not-exist "${NB[@]}" && fail "unknown identity accepted" \
   || refused_with probe "caller uid $NOBODY may not use identity 'spiffe://example.org/does-not-exist' \[PERMISSION_DENIED\]"
+connect probetoken spiffe://example.org/does-not-exist env S2A_ACCESS_TOKEN=wrong-token-0123456789 "${NB[@]}" \
+  && fail "unknown identity accepted" \
+  || refused_with probetoken "caller uid $NOBODY may not use identity 'spiffe://example.org/does-not-exist' (the access token presented does not grant it)"
+# Same refusal, exists or not: only the name as asked differs.
+norm() { sed "s|$2|NAME|" "$T/$1.err"; }
+[ "$(norm notoken spiffe://example.org/server)" = "$(norm probe spiffe://example.org/does-not-exist)" ] \
+  && [ "$(norm badtoken spiffe://example.org/server)" = "$(norm probetoken spiffe://example.org/does-not-exist)" ] \
+  && pass "an existing and an unknown identity get the same refusal, with and without a token" \
+  || fail "refusals differ: '$(cat "$T/notoken.err")' vs '$(cat "$T/probe.err")'"
 connect rootdenied spiffe://example.org/client && fail "root used 'client' without a grant" \
-  || refused_with rootdenied "caller uid 0 may not use identity 'client'"
+  || refused_with rootdenied "caller uid 0 may not use identity 'spiffe://example.org/client'"
 grep -q "$TOKEN" "$T/kd2.log" && fail "the token appears in the log" || pass "the token is never logged"
 connect after spiffe://example.org/client "${NB[@]}" && pass "still serving after the refusals" \
   || fail "after refusals: $(cat "$T/after.err")"
