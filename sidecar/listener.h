@@ -19,21 +19,35 @@ typedef struct kh_listener kh_listener;
  * one), sets its mode (|mode| < 0: 0660) and group (|gid| (gid_t)-1: keep). */
 kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *err);
 
-/* kh_listener_start spawns the accept thread. |admit| decides at accept time
- * whether a caller may use keyholdd at all (the connection is still handed to
- * gRPC so a refused caller is told why, per call). */
-int kh_listener_start(kh_listener *l, grpc_server *server, int (*admit)(void *, const kh_caller *),
-                      void *admit_arg, kh_error *err);
+typedef struct {
+  kh_limits limits; /* connection caps and the preface timeout */
+  /* Does the policy grant |caller| anything? A caller it does not is kept to
+   * REFUSED_CONNS_PER_UID connections, each call on them refused unread. */
+  int (*admit)(void *arg, const kh_caller *caller);
+  void *admit_arg;
+} kh_listener_config;
+
+/* kh_listener_start spawns the accept thread: SO_PEERCRED, the connection
+ * caps (per uid, in all, with headroom for new callers), the HTTP/2 preface
+ * within limits.preface_timeout_ms, then the fd goes to gRPC. */
+int kh_listener_start(kh_listener *l, grpc_server *server, const kh_listener_config *cfg,
+                      kh_error *err);
 
 /* kh_listener_caller finds the credentials of the connection behind |peer|
  * (grpc_call_get_peer). Returns 1 and fills |out| / |*admitted|, or 0 if the
  * connection is unknown or its fd now refers to another socket. */
 int kh_listener_caller(kh_listener *l, const char *peer, kh_caller *out, int *admitted);
 
+/* kh_listener_stats: connections open now, and their peak since the last
+ * call with |reset_peak| (the event loop trims memory after a flood). */
+void kh_listener_stats(kh_listener *l, unsigned *open, unsigned *peak, int reset_peak);
+
 /* kh_listener_stop_accepting ends the accept thread (before gRPC shuts down). */
 void kh_listener_stop_accepting(kh_listener *l);
 
-/* kh_listener_close stops accepting, closes the socket and unlinks its path. */
+/* kh_listener_close stops accepting, closes the socket and unlinks its path
+ * if the path is still the socket file this listener bound (a successor
+ * that took the path over while we drained keeps it). */
 void kh_listener_close(kh_listener *l);
 
 #endif /* KH_LISTENER_H */

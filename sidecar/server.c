@@ -73,6 +73,18 @@ typedef struct {
   unsigned active;
 } uid_count;
 
+/* Server-side handshakes in progress of one calling process. */
+typedef struct {
+  uid_t uid;
+  pid_t pid;
+  unsigned active;
+} proc_count;
+
+/* Which budget a call's handshake slot is taken from: its uid's (every call
+ * until its first request shows a server-side handshake, and client-side
+ * ones), or its process's server-side budget. */
+typedef enum { BUDGET_NONE, BUDGET_UID, BUDGET_PROC } budget;
+
 typedef struct server {
   grpc_server *server;
   grpc_completion_queue *cq;
@@ -85,6 +97,9 @@ typedef struct server {
   struct call *active; /* calls holding a handshake slot (deadline sweep) */
   uid_count *counts;   /* handshakes in progress per caller uid */
   size_t n_counts;
+  proc_count *procs; /* server-side handshakes in progress per process */
+  size_t n_procs;
+  unsigned conn_peak_seen;        /* listener's connection peak at the last trim check */
   long in_flight, peak_in_flight; /* handshakes holding a slot, and their peak */
   gpr_timespec last_trim;
   pthread_mutex_t mu; /* see the top of the file */
@@ -121,7 +136,7 @@ typedef struct call {
   int outstanding; /* batches in flight */
   kh_s2a_session *session;
   kh_caller caller;
-  int counted;              /* holds one of its uid's handshake slots */
+  budget counted;           /* holds a handshake slot of this budget */
   gpr_timespec expires;     /* handshake deadline (monotonic) */
   struct call *prev, *next; /* srv->active */
   int busy;                 /* a worker owns session and job_req */
@@ -144,13 +159,36 @@ static uid_count *count_for(server *srv, uid_t uid) {
   return &srv->counts[srv->n_counts++];
 }
 
-/* release_slot ends a call's claim on its uid's handshake limit and takes it
- * off the deadline list; the session (and its TLS state) goes with it. */
+static proc_count *proc_for(server *srv, const kh_caller *c) {
+  for (size_t i = 0; i < srv->n_procs; i++)
+    if (srv->procs[i].pid == c->pid && srv->procs[i].uid == c->uid) return &srv->procs[i];
+  proc_count *grown = realloc(srv->procs, (srv->n_procs + 1) * sizeof(*grown));
+  if (grown == NULL) return NULL;
+  srv->procs = grown;
+  srv->procs[srv->n_procs] = (proc_count){.uid = c->uid, .pid = c->pid};
+  return &srv->procs[srv->n_procs++];
+}
+
+/* uncount gives a call's handshake slot back to its budget. Emptied process
+ * entries go (pids come and go); uid entries are few and stay. */
+static void uncount(call *c) {
+  server *srv = c->srv;
+  if (c->counted == BUDGET_UID) {
+    uid_count *n = count_for(srv, c->caller.uid);
+    if (n && n->active) n->active--;
+  } else if (c->counted == BUDGET_PROC) {
+    proc_count *p = proc_for(srv, &c->caller);
+    if (p && p->active && --p->active == 0) *p = srv->procs[--srv->n_procs];
+  }
+  c->counted = BUDGET_NONE;
+}
+
+/* release_slot ends a call's claim on its handshake budget and takes it off
+ * the deadline list; the session (and its TLS state) goes with it. */
 static void release_slot(call *c) {
   if (!c->counted) return;
   server *srv = c->srv;
-  uid_count *n = count_for(srv, c->caller.uid);
-  if (n && n->active) n->active--;
+  uncount(c);
   srv->in_flight--;
   if (c->prev)
     c->prev->next = c->next;
@@ -158,7 +196,6 @@ static void release_slot(call *c) {
     srv->active = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
-  c->counted = 0;
 }
 
 static void call_free(call *c) {
@@ -313,16 +350,23 @@ static int admit_call(call *c) {
     finish(c, NULL, GRPC_STATUS_UNAVAILABLE, "connection credentials unavailable; reconnect");
     return 0;
   }
-  /* A caller the policy grants nothing (flagged at accept) is still read
-   * once, so its refusal can name the identity it asked for; the session
-   * refuses it before any identity is touched. */
-  (void)admitted;
+  /* A caller the policy grants nothing is refused before any request is
+   * read: the answer is the same whatever identity it would have asked for. */
+  if (!admitted) {
+    snprintf(msg, sizeof(msg), "caller uid %u is granted no identity by keyholdd's policy",
+             (unsigned)c->caller.uid);
+    kh_log(KH_LOG_WARN,
+           "handshake caller_uid=%u caller_pid=%d result=PERMISSION_DENIED reason=\"%s\"",
+           (unsigned)c->caller.uid, (int)c->caller.pid, msg);
+    finish(c, NULL, GRPC_STATUS_PERMISSION_DENIED, msg);
+    return 0;
+  }
   uid_count *n = count_for(srv, c->caller.uid);
   if (n == NULL) {
     finish(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return 0;
   }
-  if (pol->max_handshakes_per_caller && n->active >= pol->max_handshakes_per_caller) {
+  if (n->active >= pol->limits.max_handshakes_per_caller) {
     snprintf(msg, sizeof(msg), "caller uid %u already has %u handshakes in progress (the limit)",
              (unsigned)c->caller.uid, n->active);
     kh_log(KH_LOG_WARN,
@@ -333,10 +377,10 @@ static int admit_call(call *c) {
     return 0;
   }
   n->active++;
-  c->counted = 1;
+  c->counted = BUDGET_UID;
   if (++srv->in_flight > srv->peak_in_flight) srv->peak_in_flight = srv->in_flight;
   c->expires = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                            gpr_time_from_millis(pol->handshake_timeout_ms, GPR_TIMESPAN));
+                            gpr_time_from_millis(pol->limits.handshake_timeout_ms, GPR_TIMESPAN));
   c->next = srv->active;
   if (srv->active) srv->active->prev = c;
   srv->active = c;
@@ -354,7 +398,7 @@ static void sweep_deadlines(server *srv) {
     if (gpr_time_cmp(now, c->expires) >= 0 && !c->status_sent && !c->busy) {
       char msg[160];
       snprintf(msg, sizeof(msg), "handshake did not finish within %u ms",
-               srv->cfg->policy->handshake_timeout_ms);
+               srv->cfg->policy->limits.handshake_timeout_ms);
       kh_log(KH_LOG_WARN,
              "handshake caller_uid=%u caller_pid=%d local=%s peer=%s result=DEADLINE_EXCEEDED "
              "reason=\"%s\"",
@@ -412,9 +456,50 @@ static void log_cancelled(call *c, const char *why) {
          kh_s2a_session_peer_name(c->session), why);
 }
 
+/* shed_oldest_server: the oldest server-side handshake of |c|'s process
+ * that no worker holds ends with RESOURCE_EXHAUSTED (srv->mu held). Every
+ * unfinished server-side handshake is with a peer not yet authenticated. */
+static void shed_oldest_server(call *c, unsigned active) {
+  call *oldest = NULL;
+  for (call *o = c->srv->active; o != NULL; o = o->next) /* newest first */
+    if (o != c && o->counted == BUDGET_PROC && o->caller.pid == c->caller.pid &&
+        o->caller.uid == c->caller.uid && !o->busy && !o->status_sent)
+      oldest = o;
+  if (oldest == NULL) return;
+  char msg[200];
+  snprintf(msg, sizeof(msg),
+           "shed: process %d has %u server-side handshakes in progress "
+           "(max_server_handshakes_per_process); the oldest goes first",
+           (int)c->caller.pid, active);
+  kh_log(KH_LOG_WARN,
+         "handshake side=server caller_uid=%u caller_pid=%d local=%s peer=- "
+         "result=RESOURCE_EXHAUSTED reason=\"%s\"",
+         (unsigned)oldest->caller.uid, (int)oldest->caller.pid,
+         oldest->session ? kh_s2a_session_local_name(oldest->session) : "-", msg);
+  kh_s2a_session_free(oldest->session);
+  oldest->session = NULL;
+  finish(oldest, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+}
+
+/* rebudget: once a call's first request shows a server-side handshake, its
+ * slot moves from the uid's budget to its process's server-side budget, so
+ * network peers of `serve` cannot spend the app's client-side handshakes. */
+static void rebudget(call *c) {
+  if (c->counted != BUDGET_UID || c->session == NULL || !kh_s2a_session_is_server(c->session))
+    return;
+  proc_count *p = proc_for(c->srv, &c->caller);
+  if (p == NULL) return; /* out of memory: it stays on the uid's budget */
+  uncount(c);
+  c->counted = BUDGET_PROC;
+  p->active++;
+  unsigned cap = c->srv->cfg->policy->limits.max_server_handshakes_per_process;
+  if (p->active > cap) shed_oldest_server(c, p->active);
+}
+
 /* complete_request acts on a handled request's outcome (srv->mu held). A
  * call that ended on the wire while a worker held it gets nothing more. */
 static void complete_request(call *c, kh_s2a_outcome out, kh_buf *resp, const kh_error *err) {
+  if (out == KH_S2A_CONTINUE) rebudget(c);
   if (c->closed) {
     if (c->cancel_log_deferred && out == KH_S2A_CONTINUE) log_cancelled(c, "client went away");
   } else {
@@ -572,16 +657,23 @@ static int admit_uid(void *arg, const kh_caller *c) {
  * The trim restarts the count from what is still in flight, so the tail of
  * a large burst (an eighth of 10,000 is still 1,250) gets a second trim. */
 static void maybe_trim(server *srv, gpr_timespec now) {
-  if (srv->peak_in_flight < KH_TRIM_AFTER_PEAK || srv->in_flight > srv->peak_in_flight / 8) return;
+  unsigned open, conn_peak;
+  kh_listener_stats(srv->listener, &open, &conn_peak, 0);
+  int hs_burst =
+      srv->peak_in_flight >= KH_TRIM_AFTER_PEAK && srv->in_flight <= srv->peak_in_flight / 8;
+  int conn_burst = conn_peak >= KH_TRIM_AFTER_PEAK && open <= conn_peak / 8;
+  if (!hs_burst && !conn_burst) return;
   if (gpr_time_cmp(gpr_time_sub(now, srv->last_trim), gpr_time_from_seconds(1, GPR_TIMESPAN)) < 0)
     return;
   malloc_trim(0);
   struct mallinfo2 mi = mallinfo2();
   kh_log(KH_LOG_INFO,
-         "memory returned after a burst of %ld handshakes: %ld in flight, heap in use %zu KiB",
-         srv->peak_in_flight, srv->in_flight, (mi.uordblks + mi.hblkhd) / 1024);
+         "memory returned after a burst of %ld handshakes and %u connections: %ld in flight, %u "
+         "open, heap in use %zu KiB",
+         srv->peak_in_flight, conn_peak, srv->in_flight, open, (mi.uordblks + mi.hblkhd) / 1024);
   srv->last_trim = now;
   srv->peak_in_flight = srv->in_flight;
+  kh_listener_stats(srv->listener, &open, &conn_peak, 1);
 }
 
 static void loop_tick(server *srv, gpr_timespec *last) {
@@ -644,14 +736,19 @@ int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_e
                          .ticket_keys = cfg->ticket_keys};
   kh_absl_tune();
   grpc_init();
-  grpc_arg args[2];
+  grpc_arg args[3];
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
   args[0].value.integer = (int)(cfg->max_message_bytes ? cfg->max_message_bytes : 256 * 1024);
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
   args[1].value.integer = 1024;
-  grpc_channel_args chargs = {2, args};
+  /* A connection with no call for this long is closed (GOAWAY, then close);
+   * the shim's channel reconnects when it next needs the sidecar. */
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = GRPC_ARG_MAX_CONNECTION_IDLE_MS;
+  args[2].value.integer = (int)cfg->policy->limits.idle_timeout_ms;
+  grpc_channel_args chargs = {3, args};
   srv.cq = grpc_completion_queue_create_for_next(NULL);
   srv.server = grpc_server_create(&chargs, NULL);
   srv.method =
@@ -662,7 +759,9 @@ int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_e
   request_call(&srv, 1);
   request_call(&srv, 0);
   pthread_mutex_unlock(&srv.mu);
-  int ok = kh_listener_start(srv.listener, srv.server, admit_uid, (void *)cfg->policy, err);
+  kh_listener_config lcfg = {
+      .limits = cfg->policy->limits, .admit = admit_uid, .admit_arg = (void *)cfg->policy};
+  int ok = kh_listener_start(srv.listener, srv.server, &lcfg, err);
   if (ok && cfg->after_listen) cfg->after_listen();
   if (ok) {
     kh_log(KH_LOG_INFO, "listening on unix:%s with %zu identities, policy %s, %u crypto workers",
@@ -696,6 +795,7 @@ int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_e
   grpc_completion_queue_destroy(srv.cq);
   grpc_shutdown();
   free(srv.counts);
+  free(srv.procs);
   pthread_cond_destroy(&srv.q_cond);
   pthread_mutex_destroy(&srv.q_mu);
   pthread_mutex_destroy(&srv.mu);
