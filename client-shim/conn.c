@@ -18,6 +18,9 @@
 #define KH_DEFAULT_TIMEOUT_MS 10000
 #define KH_READ_CHUNK (KH_TLS_MAX_CIPHERTEXT + KH_TLS_RECORD_HEADER)
 #define KH_MAX_HS_ROUNDS 64
+/* How often a handshake waiting on the peer looks whether the sidecar ended
+ * the stream (no message: a look at the stream's completion queue). */
+#define KH_SIDECAR_CHECK_MS 100
 
 struct kh_client {
   kh_channel *channel;
@@ -94,17 +97,27 @@ static long ms_left(const struct timespec *deadline) {
   return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
 }
 
-/* read_some reads what the peer has (at least one byte) before |deadline|. */
+/* read_some reads what the peer has (at least one byte) before |deadline|.
+ * While it waits it looks at the sidecar stream |st| (if not NULL) every
+ * KH_SIDECAR_CHECK_MS: if the sidecar ended the handshake meanwhile (its own
+ * deadline, a refusal, the sidecar gone), that status is the error, not a
+ * peer timeout much later. A peer that answers at once costs no check. */
 static ssize_t read_some(int fd, uint8_t *buf, size_t len, const struct timespec *deadline,
-                         kh_error *err) {
+                         kh_stream *st, kh_error *err) {
   for (;;) {
     long left = ms_left(deadline);
     if (left <= 0) return kh_err(err, KH_ERR_DEADLINE_EXCEEDED, "peer did not answer in time"), -1;
+    long slice = st != NULL && left > KH_SIDECAR_CHECK_MS ? KH_SIDECAR_CHECK_MS : left;
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    int r = poll(&p, 1, (int)(left > 1000000 ? 1000000 : left));
+    int r = poll(&p, 1, (int)(slice > 1000000 ? 1000000 : slice));
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return kh_err(err, KH_ERR_IO, "poll failed: %s", strerror(errno)), -1;
-    if (r == 0) continue;
+    if (r == 0) {
+      /* Our own deadline is the peer's to miss: the call carries the same
+       * deadline, and gRPC's DEADLINE_EXCEEDED for it is no news. */
+      if (ms_left(deadline) > 0 && !kh_stream_check(st, err)) return -1;
+      continue;
+    }
     ssize_t n = read(fd, buf, len);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return kh_err(err, KH_ERR_IO, "read from peer failed: %s", strerror(errno)), -1;
@@ -209,7 +222,7 @@ static int exchange(kh_stream *st, kh_s2a_hs *hs, int fd, kh_buf *req,
       ok = 1;
       break;
     }
-    ssize_t n = read_some(fd, buf, sizeof(buf), deadline, err);
+    ssize_t n = read_some(fd, buf, sizeof(buf), deadline, st, err);
     if (n < 0 || !kh_s2a_hs_next(hs, buf, (size_t)n, req, err)) break;
   }
   if (!ok && err && err->code == KH_OK) kh_err(err, KH_ERR_INTERNAL, "handshake did not converge");
@@ -242,7 +255,7 @@ static kh_conn *handshake(kh_client *kc, int fd, const kh_handshake_opts *opts, 
     ok = kh_s2a_hs_start(hs, NULL, 0, &req, err);
   } else {
     uint8_t buf[KH_READ_CHUNK];
-    ssize_t n = read_some(fd, buf, sizeof(buf), &deadline, err);
+    ssize_t n = read_some(fd, buf, sizeof(buf), &deadline, NULL, err); /* no stream yet */
     ok = n > 0 && kh_s2a_hs_start(hs, buf, (size_t)n, &req, err);
   }
   if (ok)

@@ -28,11 +28,22 @@ struct kh_stream {
   grpc_metadata_array trailing_md;
   int got_initial_md;
   int sent_initial_md; /* deferred to the first batch */
-  int finished;        /* status received */
+  int finished;        /* the armed RECV_STATUS_ON_CLIENT completed (and was plucked) */
   int half_closed;     /* SEND_CLOSE_FROM_CLIENT done */
   grpc_status_code status;
   grpc_slice status_details;
+  char tags[3]; /* distinct pluck tags: see TAG_* */
 };
+
+/* Pluck tags, one per kind of operation, so that plucking one never takes
+ * another's event: the message batches (one at a time), the status op armed
+ * once when the call starts, and the connectivity watch. */
+#define TAG_BATCH(s) ((void *)&(s)->tags[0])
+#define TAG_STATUS(s) ((void *)&(s)->tags[1])
+#define TAG_WATCH(s) ((void *)&(s)->tags[2])
+
+/* The wait for a status due at once; see status_error. */
+#define KH_STATUS_GRACE_MS 1000
 
 kh_channel *kh_channel_new(const char *socket_path, kh_error *err) {
   kh_channel *ch = calloc(1, sizeof(*ch));
@@ -87,13 +98,13 @@ void kh_channel_free(kh_channel *ch) {
 /* run_batch starts |ops| and waits for them (bounded by the deadline, plus a
  * grace period after a cancel so completion is always collected). */
 static int run_batch(kh_stream *s, const grpc_op *ops, size_t n, kh_error *err) {
-  grpc_call_error e = grpc_call_start_batch(s->call, ops, n, s, NULL);
+  grpc_call_error e = grpc_call_start_batch(s->call, ops, n, TAG_BATCH(s), NULL);
   if (e != GRPC_CALL_OK) return kh_err(err, KH_ERR_INTERNAL, "gRPC start_batch failed (%d)", e);
-  grpc_event ev = grpc_completion_queue_pluck(s->cq, s, s->deadline, NULL);
+  grpc_event ev = grpc_completion_queue_pluck(s->cq, TAG_BATCH(s), s->deadline, NULL);
   if (ev.type == GRPC_QUEUE_TIMEOUT) {
     grpc_call_cancel_with_status(s->call, GRPC_STATUS_DEADLINE_EXCEEDED, "handshake deadline",
                                  NULL);
-    ev = grpc_completion_queue_pluck(s->cq, s, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    ev = grpc_completion_queue_pluck(s->cq, TAG_BATCH(s), gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     return kh_err(err, KH_ERR_DEADLINE_EXCEEDED, "sidecar did not answer before the deadline");
   }
   return ev.success ? 1 : 2; /* 2: the op failed (stream ended) */
@@ -112,9 +123,9 @@ static int wait_ready(kh_stream *s, int ms) {
     grpc_connectivity_state st = grpc_channel_check_connectivity_state(s->ch->channel, 1);
     if (st == GRPC_CHANNEL_READY) return 1;
     if (st == GRPC_CHANNEL_SHUTDOWN) return 0;
-    grpc_channel_watch_connectivity_state(s->ch->channel, st, until, s->cq, &s->ch);
+    grpc_channel_watch_connectivity_state(s->ch->channel, st, until, s->cq, TAG_WATCH(s));
     grpc_event ev =
-        grpc_completion_queue_pluck(s->cq, &s->ch, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_completion_queue_pluck(s->cq, TAG_WATCH(s), gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (!ev.success) return 0; /* timed out in a state other than READY */
   }
 }
@@ -146,40 +157,50 @@ kh_stream *kh_stream_open(kh_channel *ch, const char *method, int timeout_ms, kh
     kh_stream_close(s, 0);
     return NULL;
   }
+  /* The status op is armed now, in a batch of its own: it sends nothing and
+   * completes whenever the call ends (the sidecar's status, its deadline, a
+   * broken transport), so a caller waiting on something else (the peer) can
+   * see that with kh_stream_check. gRPC allows one such op per call: every
+   * later need for the status waits for this one. */
+  grpc_op op;
+  memset(&op, 0, sizeof(op));
+  op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  op.data.recv_status_on_client.trailing_metadata = &s->trailing_md;
+  op.data.recv_status_on_client.status = &s->status;
+  op.data.recv_status_on_client.status_details = &s->status_details;
+  grpc_call_error e = grpc_call_start_batch(s->call, &op, 1, TAG_STATUS(s), NULL);
+  if (e != GRPC_CALL_OK) {
+    kh_err(err, KH_ERR_INTERNAL, "gRPC start_batch (status) failed (%d)", e);
+    grpc_call_unref(s->call); /* nothing started: nothing to collect */
+    s->call = NULL;
+    kh_stream_close(s, 0);
+    return NULL;
+  }
   /* Initial metadata goes out with the first message (one batch less). */
   return s;
 }
 
-/* status_op fills |op| to receive the call's final status into |s|. */
-static void status_op(kh_stream *s, grpc_op *op) {
-  memset(op, 0, sizeof(*op));
-  op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  op->data.recv_status_on_client.trailing_metadata = &s->trailing_md;
-  op->data.recv_status_on_client.status = &s->status;
-  op->data.recv_status_on_client.status_details = &s->status_details;
+/* wait_status waits until |until| for the armed status op; 1 once it has
+ * completed (s->status and s->status_details are then set). */
+static int wait_status(kh_stream *s, gpr_timespec until) {
+  if (s->finished) return 1;
+  grpc_event ev = grpc_completion_queue_pluck(s->cq, TAG_STATUS(s), until, NULL);
+  if (ev.type != GRPC_OP_COMPLETE) return 0;
+  s->finished = 1;
+  return 1;
 }
 
-/* status_error turns the call's final status into |err|. It is called once
- * an op failed or the sidecar ended the stream, so the status is due at once;
- * after a broken transport (sidecar killed) gRPC may only deliver it at the
- * call's deadline, so the wait is bounded and the call cancelled after it. */
-static int status_error(kh_stream *s, kh_error *err) {
-  if (!s->finished) {
-    grpc_op op;
-    status_op(s, &op);
-    if (grpc_call_start_batch(s->call, &op, 1, s, NULL) != GRPC_CALL_OK)
-      return kh_err(err, KH_ERR_INTERNAL, "gRPC start_batch failed");
-    gpr_timespec soon =
-        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(1000, GPR_TIMESPAN));
-    if (gpr_time_cmp(soon, s->deadline) > 0) soon = s->deadline;
-    grpc_event ev = grpc_completion_queue_pluck(s->cq, s, soon, NULL);
-    if (ev.type == GRPC_QUEUE_TIMEOUT) {
-      grpc_call_cancel_with_status(s->call, GRPC_STATUS_UNAVAILABLE,
-                                   "connection to the sidecar lost", NULL);
-      grpc_completion_queue_pluck(s->cq, s, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    }
-    s->finished = 1;
-  }
+/* end_call makes sure the call has ended: after |until| it is cancelled with
+ * |code| and |why| (which then become its status), so the status op always
+ * completes and is collected. */
+static void end_call(kh_stream *s, gpr_timespec until, grpc_status_code code, const char *why) {
+  if (wait_status(s, until)) return;
+  grpc_call_cancel_with_status(s->call, code, why, NULL);
+  wait_status(s, gpr_inf_future(GPR_CLOCK_REALTIME));
+}
+
+/* fill_status turns the call's final status into |err|; returns 0. */
+static int fill_status(kh_stream *s, kh_error *err) {
   char *details = grpc_slice_to_c_string(s->status_details);
   if (s->status == GRPC_STATUS_UNAVAILABLE) {
     kh_err(err, KH_ERR_UNAVAILABLE, "sidecar unavailable at %s: %s", s->ch->path, details);
@@ -190,6 +211,25 @@ static int status_error(kh_stream *s, kh_error *err) {
   }
   gpr_free(details);
   return 0;
+}
+
+int kh_stream_check(kh_stream *s, kh_error *err) {
+  if (s == NULL || s->call == NULL) return 1;
+  if (!wait_status(s, gpr_inf_past(GPR_CLOCK_REALTIME))) return 1;
+  return fill_status(s, err);
+}
+
+/* status_error turns the call's final status (from the armed status op)
+ * into |err|. It is called once an op failed or the sidecar ended the
+ * stream, so the status is due at once; after a broken transport (sidecar
+ * killed) gRPC may only deliver it at the call's deadline, so the wait is
+ * bounded and the call cancelled after it. */
+static int status_error(kh_stream *s, kh_error *err) {
+  gpr_timespec soon = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                   gpr_time_from_millis(KH_STATUS_GRACE_MS, GPR_TIMESPAN));
+  if (gpr_time_cmp(soon, s->deadline) > 0) soon = s->deadline;
+  end_call(s, soon, GRPC_STATUS_UNAVAILABLE, "connection to the sidecar lost");
+  return fill_status(s, err);
 }
 
 /* add_initial_md appends SEND_INITIAL_METADATA to |ops| the first time any
@@ -296,28 +336,23 @@ int kh_stream_half_close(kh_stream *s, kh_error *err) {
 void kh_stream_close(kh_stream *s, int cancel) {
   if (s == NULL) return;
   if (s->call != NULL) {
-    kh_error ignored;
-    if (cancel) grpc_call_cancel(s->call, NULL);
-    if (!s->finished && s->half_closed) {
-      grpc_op op;
-      status_op(s, &op);
-      if (run_batch(s, &op, 1, &ignored) != 0) s->finished = 1;
-    }
-    if (!s->finished) {
-      grpc_op ops[3];
+    int closing = 0;
+    if (!s->finished && cancel) {
+      grpc_call_cancel(s->call, NULL);
+    } else if (!s->finished && !s->half_closed) {
+      grpc_op ops[2];
       size_t n = 0;
       memset(ops, 0, sizeof(ops));
-      if (!cancel) add_initial_md(s, ops, &n);
-      if (!cancel) ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-      status_op(s, &ops[n++]);
-      if (grpc_call_start_batch(s->call, ops, n, s, NULL) == GRPC_CALL_OK) {
-        grpc_event ev = grpc_completion_queue_pluck(s->cq, s, s->deadline, NULL);
-        if (ev.type == GRPC_QUEUE_TIMEOUT) {
-          grpc_call_cancel(s->call, NULL);
-          grpc_completion_queue_pluck(s->cq, s, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        }
-      }
+      add_initial_md(s, ops, &n);
+      ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+      closing = grpc_call_start_batch(s->call, ops, n, TAG_BATCH(s), NULL) == GRPC_CALL_OK;
     }
+    /* Every started batch is collected before the queue goes: the status op
+     * (cancelling at the deadline), then the close, which the call's end
+     * completes. */
+    end_call(s, s->deadline, GRPC_STATUS_CANCELLED, "stream closed");
+    if (closing)
+      grpc_completion_queue_pluck(s->cq, TAG_BATCH(s), gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     grpc_call_unref(s->call);
   }
   grpc_metadata_array_destroy(&s->initial_md);

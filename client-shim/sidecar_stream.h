@@ -1,6 +1,7 @@
 /* sidecar_stream.h: one bidirectional gRPC stream to keyholdd (gRPC C core,
  * `grpc` library, insecure credentials on a Unix socket). Blocking calls on a
- * private pluck completion queue, all bounded by the stream's deadline. */
+ * private pluck completion queue, all bounded by the stream's deadline. Not
+ * thread-safe: one thread uses a stream at a time. */
 #ifndef KH_SIDECAR_STREAM_H
 #define KH_SIDECAR_STREAM_H
 
@@ -25,6 +26,13 @@ int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err);
 /* kh_stream_exchange sends |msg| and reads the answer in one gRPC batch
  * (one wake-up instead of two); errors as kh_stream_recv. */
 int kh_stream_exchange(kh_stream *s, const uint8_t *msg, size_t len, kh_buf *out, kh_error *err);
+/* kh_stream_check looks, without waiting, whether the sidecar has ended the
+ * stream (its status, the call's deadline, a broken transport): 1 while it
+ * is open, 0 with the status as kh_stream_recv would report it once it
+ * ended. For callers waiting on something else meanwhile (the peer's bytes):
+ * it costs no network message, the status op is armed when the stream opens.
+ * NULL |s|: 1. */
+int kh_stream_check(kh_stream *s, kh_error *err);
 /* kh_stream_half_close tells the sidecar no more requests follow and
  * collects the status the stream ends with (always fails: with the status,
  * or KH_ERR_INTERNAL if it was OK without a result). */

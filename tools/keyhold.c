@@ -221,7 +221,8 @@ static int serve_one(client_job *j) {
   kh_error err;
   kh_conn *c = kh_accept_fd(j->kc, j->fd, &j->o->hs, &err);
   if (c == NULL) {
-    fprintf(stderr, "keyhold: client %s failed: %s\n", j->addr, err.msg);
+    fprintf(stderr, "keyhold: client %s failed: %s [%s]\n", j->addr, err.msg,
+            kh_code_name(err.code));
     return 1;
   }
   char what[100];
