@@ -26,7 +26,7 @@ struct kh_s2a_session {
   const kh_s2a_env *env;
   const kh_identity_store *store;
   const kh_policy *policy;
-  char resume_key[1024]; /* client: identity + target, for the session cache */
+  char resume_target[1024]; /* client: target name + expected peers, for the session cache */
   int resumed;
   kh_caller caller;
   const char *tokens[KH_S2A_MAX_TOKENS]; /* from the request being handled */
@@ -209,6 +209,15 @@ static int start_engine(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
   return 1;
 }
 
+/* resume_key: what this client handshake's sessions are cached under: the
+ * caller, the identity and the certificate it holds, the target. */
+static const kh_resume_key *resume_key(const kh_s2a_session *s, kh_resume_key *out) {
+  *out = (kh_resume_key){
+      .uid = s->caller.uid, .identity = s->identity->dir_name, .target = s->resume_target};
+  memcpy(out->cert, s->identity->leaf_fingerprint, KH_SHA256_LEN);
+  return out;
+}
+
 static int client_start(kh_s2a_session *s, const S2a__Proto__ClientSessionStartReq *r,
                         kh_error *err) {
   kh_tls_config cfg = {.side = KH_TLS_CLIENT};
@@ -229,14 +238,17 @@ static int client_start(kh_s2a_session *s, const S2a__Proto__ClientSessionStartR
   cfg.server_name = r->target_name;
   if ((s->identity = find_identity(s, local, err)) == NULL) return 0;
   s->side = KH_TLS_CLIENT;
-  /* The session cache key: identity (directory) and everything the target
-   * was checked against. */
-  size_t n = (size_t)snprintf(s->resume_key, sizeof(s->resume_key), "%s\n%s", s->identity->dir_name,
+  /* The target part of the session cache key: everything the peer was
+   * checked against (resume_key adds caller, identity and certificate). */
+  size_t n = (size_t)snprintf(s->resume_target, sizeof(s->resume_target), "%s",
                               r->target_name ? r->target_name : "");
-  for (size_t i = 0; i < cfg.expect_peer_count && n < sizeof(s->resume_key); i++)
-    n +=
-        (size_t)snprintf(s->resume_key + n, sizeof(s->resume_key) - n, "\n%s", cfg.expect_peers[i]);
-  if (s->env->resume) cfg.session = kh_resume_session(s->env->resume, s->resume_key);
+  for (size_t i = 0; i < cfg.expect_peer_count && n < sizeof(s->resume_target); i++)
+    n += (size_t)snprintf(s->resume_target + n, sizeof(s->resume_target) - n, "\n%s",
+                          cfg.expect_peers[i]);
+  /* Taken out of the cache: a session is offered once. If it does not fit
+   * the engine's context it is not offered at all (a full handshake). */
+  kh_resume_key key;
+  if (s->env->resume) cfg.session = kh_resume_take(s->env->resume, resume_key(s, &key));
   int ok = start_engine(s, &cfg, err);
   SSL_SESSION_free(cfg.session); /* the engine holds its own reference */
   return ok;
@@ -342,8 +354,9 @@ static int respond(kh_s2a_session *s, const kh_buf *frames, size_t consumed, kh_
   kh_wipe(&state, sizeof(state));
   /* The session keeps no secret after this: the engine goes now, or, for a
    * client, waits briefly in the resumption table for the peer's tickets. */
+  kh_resume_key key;
   if (ok && s->side == KH_TLS_CLIENT && s->env->resume != NULL)
-    kh_resume_hold(s->env->resume, conn_id, s->caller.uid, s->resume_key, s->engine);
+    kh_resume_hold(s->env->resume, conn_id, resume_key(s, &key), s->engine);
   else
     kh_tls_engine_free(s->engine);
   s->engine = NULL;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -283,6 +284,20 @@ static SSL_CTX *shared_ctx(kh_identity *id, kh_tls_side side, kh_error *err) {
   return ctx;
 }
 
+static int allowed_suite(uint32_t allowed_suites, const SSL_CIPHER *c) {
+  int suite = c ? kh_suite_from_iana(SSL_CIPHER_get_protocol_id(c)) : -1;
+  return suite >= 0 && ((allowed_suites ? allowed_suites : KH_SUITE_ALL) & KH_SUITE_BIT(suite));
+}
+
+int kh_tls_session_fits(const kh_identity *id, uint32_t allowed_suites, const SSL_SESSION *s) {
+  unsigned len = 0;
+  const uint8_t *sid_ctx = SSL_SESSION_get0_id_context(s, &len);
+  return len == KH_SHA256_LEN && memcmp(sid_ctx, id->leaf_fingerprint, KH_SHA256_LEN) == 0 &&
+         SSL_SESSION_is_resumable(s) && SSL_SESSION_get_protocol_version(s) == TLS1_3_VERSION &&
+         allowed_suite(allowed_suites, SSL_SESSION_get0_cipher(s)) &&
+         SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) > (uint64_t)time(NULL);
+}
+
 kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err) {
   if (cfg->identity == NULL || cfg->alpn_count > KH_MAX_ALPN ||
       cfg->expect_peer_count > KH_MAX_EXPECT_PEERS) {
@@ -320,7 +335,11 @@ kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err) {
   SSL_set_app_data(e->ssl, e);
   if (e->side == KH_TLS_CLIENT) {
     SSL_set_connect_state(e->ssl);
-    if (cfg->session != NULL && !SSL_set_session(e->ssl, cfg->session)) ERR_clear_error();
+    /* A session that cannot resume here is not offered: the handshake is a
+     * full one instead (see kh_tls_session_fits). */
+    if (cfg->session != NULL && kh_tls_session_fits(e->identity, e->allowed_suites, cfg->session) &&
+        !SSL_set_session(e->ssl, cfg->session))
+      ERR_clear_error();
     if (e->server_name && !is_ip_literal(e->server_name) &&
         !SSL_set_tlsext_host_name(e->ssl, e->server_name)) {
       kh_err(err, KH_ERR_INVALID_ARGUMENT, "invalid server name");

@@ -37,8 +37,9 @@ typedef struct {
   size_t expect_peer_count;
   const kh_policy_rule *peer_rule; /* policy peer lists (borrowed, outlives the
                                       engine); NULL: no policy restriction */
-  SSL_SESSION *session;            /* client: session to offer for resumption (the
-                                      engine takes a reference); NULL: none */
+  SSL_SESSION *session;            /* client: session to offer for resumption if
+                                      it fits (kh_tls_session_fits; the engine
+                                      takes a reference); NULL: none */
   kh_ticket_keys *ticket_keys;     /* server: ticket keys (the engine takes a
                                       reference); NULL: no tickets */
 } kh_tls_config;
@@ -74,6 +75,16 @@ void kh_tls_engine_free(kh_tls_engine *e);
  * (KH_ERR_HANDSHAKE with the reason; |out| may hold an alert to forward). */
 int kh_tls_engine_step(kh_tls_engine *e, const uint8_t *in, size_t in_len, size_t *out_consumed,
                        kh_buf *out, kh_error *err);
+
+/* kh_tls_session_fits: can client session |s| resume a handshake of |id|
+ * with |allowed_suites| (0: all)? Only if it was made under |id|'s current
+ * certificate (its session ID context is that leaf's fingerprint, as the
+ * identity's TLS context sets it), is a resumable TLS 1.3 session with an
+ * allowed suite, and has not expired. kh_tls_engine_new offers
+ * |cfg->session| only if it fits, else the handshake is a full one: BoringSSL
+ * would check the context only after the peer accepted the session
+ * (ATTEMPT_TO_REUSE_SESSION_IN_DIFFERENT_CONTEXT), too late to fall back. */
+int kh_tls_session_fits(const kh_identity *id, uint32_t allowed_suites, const SSL_SESSION *s);
 
 /* kh_tls_engine_done is 1 once the handshake has completed. */
 int kh_tls_engine_done(const kh_tls_engine *e);

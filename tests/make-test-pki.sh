@@ -12,7 +12,8 @@
 # LEAF_KEYTYPE=p384|rsa|ed25519 gives ids/{client,server} and peer/* that key
 # type instead of P-256 (the benchmarks' key-choice runs); CAs stay P-256.
 # ROTATIONS=N adds DIR/rot/1..N/{tls.crt,tls.key}: fresh server leaves (same
-# names as ids/server, new keys) for rotation tests.
+# names as ids/server, new keys) for rotation tests. CLIENT_ROTATIONS=N adds
+# DIR/rot-client/1..N/{tls.crt,tls.key} the same way for ids/client.
 set -euo pipefail
 dir=${1:?usage: make-test-pki.sh DIR}
 mkdir -p "$dir"/{ca,other-ca,ids,peer,rogue}
@@ -69,5 +70,10 @@ for i in $(seq 1 "${ROTATIONS:-0}"); do
   mkdir -p "rot/$i"
   leaf ca p256 "rot/$i/tls.key" "rot/$i/tls.crt" "server-$i" \
     "URI:spiffe://example.org/server,DNS:localhost,IP:127.0.0.1" "serverAuth,clientAuth"
+done
+for i in $(seq 1 "${CLIENT_ROTATIONS:-0}"); do
+  mkdir -p "rot-client/$i"
+  leaf ca p256 "rot-client/$i/tls.key" "rot-client/$i/tls.crt" "client-$i" \
+    "URI:spiffe://example.org/client" "serverAuth,clientAuth"
 done
 rm -f ca/ca.srl other-ca/ca.srl

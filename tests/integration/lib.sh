@@ -105,12 +105,14 @@ echo_handshake() {
 # make_pki: a fresh CA, identities and peer leaves in $T/pki.
 make_pki() { bash "$KH_TEST_PKI" "$T/pki"; }
 
-# start_keyholdd NAME IDSDIR: keyholdd on $T/NAME.sock, log $T/NAME.log.
+# start_keyholdd NAME IDSDIR [ARGS...]: keyholdd on $T/NAME.sock, log $T/NAME.log.
 start_keyholdd() {
-  bg "$KEYHOLDD" --socket "$T/$1.sock" --identities "$2" 2>"$T/$1.log"
+  local name=$1 ids=$2
+  shift 2
+  bg "$KEYHOLDD" --socket "$T/$name.sock" --identities "$ids" "$@" 2>"$T/$name.log"
   KD_PIDS+=("${PIDS[-1]}")
-  KD_LOGS+=("$T/$1.log")
-  wait_for "$T/$1.log" "listening on"
+  KD_LOGS+=("$T/$name.log")
+  wait_for "$T/$name.log" "listening on"
 }
 
 # start_serve NAME ARGS...: keyhold serve on an ephemeral port; sets PORT.

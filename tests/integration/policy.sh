@@ -5,7 +5,8 @@
 # lets it in; a wrong access token is refused and the right one accepted; an
 # identity that exists and one that does not get the same refusal (the name
 # as asked: no existence oracle, reliability finding 5); the handshake log
-# line names the caller; keyholdd keeps serving throughout.
+# line names the caller; keyholdd keeps serving throughout. Part 3: with both
+# uids granted one identity, one uid never resumes a session the other made.
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "not ok - must run as root to switch uids with setpriv"; exit 1; }
 command -v setpriv >/dev/null || { echo "not ok - setpriv (util-linux) missing"; exit 1; }
@@ -98,4 +99,45 @@ connect rootdenied spiffe://example.org/client && fail "root used 'client' witho
 grep -q "$TOKEN" "$T/kd2.log" && fail "the token appears in the log" || pass "the token is never logged"
 connect after spiffe://example.org/client "${NB[@]}" && pass "still serving after the refusals" \
   || fail "after refusals: $(cat "$T/after.err")"
+kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+
+# 3. Client resumption state is bound to the caller uid: root and uid 65534
+# are both granted "client"; a session root's handshake made is never offered
+# to uid 65534 (and the other way round), each resumes its own.
+cat >"$T/policy3.yaml" <<YAML
+socket:
+  path: $T/kd.sock
+  mode: "0660"
+  group: $NOBODY
+identities_dir: $P/ids
+identities:
+  client:
+    callers:
+      uids: [0, $NOBODY]
+    peers:
+      spiffe_ids: [spiffe://example.org/peer-server]
+YAML
+chmod 600 "$T/policy3.yaml"
+bg "$KEYHOLDD" --policy "$T/policy3.yaml" --log-level debug 2>"$T/kd3.log"
+wait_for "$T/kd3.log" "listening on"
+stored() { grep -c "stored [0-9]* session ticket" "$T/kd3.log" || true; }
+wait_stored() { # wait_stored N: until more than N ticket hand-offs are logged
+  for _ in $(seq 100); do [ "$(stored)" -gt "$1" ] && return 0; sleep 0.05; done
+  return 1
+}
+resumed() { grep -q "^keyhold: connected .* resumed$" "$T/$1.err"; }
+n=$(stored)
+connect root1 spiffe://example.org/client && ! resumed root1 && wait_stored "$n" \
+  && pass "uid 0: full handshake, tickets stored" || fail "root1: $(cat "$T/root1.err")"
+n=$(stored)
+connect root2 spiffe://example.org/client && resumed root2 && wait_stored "$n" \
+  && pass "uid 0: its second handshake resumes" || fail "root2: $(cat "$T/root2.err")"
+n=$(stored)
+connect nobody1 spiffe://example.org/client "${NB[@]}" && grep -q "olleh" "$T/nobody1.out" \
+  && ! resumed nobody1 && pass "uid $NOBODY: full handshake, not a session uid 0 made" \
+  || fail "nobody1 (resumed a session of uid 0?): $(cat "$T/nobody1.err")"
+wait_for "$T/kd3.log" "handshake side=client caller_uid=$NOBODY .*result=OK resumed=no" >/dev/null \
+  && pass "keyholdd logged resumed=no for uid $NOBODY" || fail "no resumed=no line for uid $NOBODY"
+wait_stored "$n" && connect nobody2 spiffe://example.org/client "${NB[@]}" && resumed nobody2 \
+  && pass "uid $NOBODY: resumes a session of its own" || fail "nobody2: $(cat "$T/nobody2.err")"
 finish

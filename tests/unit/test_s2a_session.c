@@ -9,6 +9,7 @@
 #include "s2a/s2a.pb-c.h"
 #include "s2a_session.h"
 #include "testutil.h"
+#include "tls_session.h"
 
 static char g_pki[256];
 static kh_identity_store *g_store;
@@ -239,6 +240,78 @@ START_TEST(test_oversized_in_bytes) {
 }
 END_TEST
 
+/* --- the client session cache --- */
+
+static kh_identity *id_named(const char *name) {
+  kh_error err;
+  kh_identity *id = kh_identity_store_find(g_store, name, &err);
+  ck_assert_msg(id != NULL, "%s", err.msg);
+  return id;
+}
+
+/* cache_session stores a real session of the client identity in |r| under
+ * caller |uid| and certificate |cert| (NULL: the identity's own), for a
+ * client_start with no target (target ""). */
+static void cache_session(kh_resume *r, uid_t uid, const uint8_t *cert) {
+  kh_identity *client = id_named("spiffe://example.org/client");
+  SSL_SESSION *sess = kh_test_client_session(client, id_named("spiffe://example.org/server"));
+  ck_assert(sess != NULL);
+  kh_resume_key k = {.uid = uid, .identity = client->dir_name, .target = ""};
+  memcpy(k.cert, cert ? cert : client->leaf_fingerprint, KH_SHA256_LEN);
+  kh_resume_put(r, &k, sess);
+}
+
+/* start_offers: does a client_start of caller |uid| offer a cached session
+ * in its ClientHello? With |then_fail| the peer answers with a fatal alert. */
+static int start_offers(kh_resume *r, uid_t uid, int then_fail) {
+  kh_caller caller = {.uid = uid};
+  kh_s2a_session *c = kh_s2a_session_new(&(kh_s2a_env){.store = g_store, .resume = r}, &caller);
+  kh_buf req = KH_BUF_INIT;
+  kh_error err;
+  client_start(&req, "spiffe://example.org/client", NULL, -1);
+  S2a__Proto__SessionResp *hello = handle(c, &req, KH_S2A_CONTINUE, &err);
+  int offers = kh_test_offers_psk(hello->out_frames.data, hello->out_frames.len);
+  s2a__proto__session_resp__free_unpacked(hello, NULL);
+  if (then_fail) {
+    static const uint8_t alert[] = {21, 3, 3, 0, 2, 2, 40}; /* fatal handshake_failure */
+    next(&req, alert, sizeof(alert));
+    S2a__Proto__SessionResp *failed = handle(c, &req, KH_S2A_FAILED, &err);
+    ck_assert_int_eq(err.code, KH_ERR_HANDSHAKE);
+    s2a__proto__session_resp__free_unpacked(failed, NULL);
+  }
+  kh_buf_free(&req);
+  kh_s2a_session_free(c);
+  return offers;
+}
+
+START_TEST(test_cached_session_bound_to_caller_uid) {
+  kh_resume *r = kh_resume_new();
+  cache_session(r, 0, NULL);
+  ck_assert(!start_offers(r, 65534, 0)); /* uid 0's session is not offered to uid 65534 */
+  ck_assert(start_offers(r, 0, 0));      /* its own caller gets it */
+  kh_resume_free(r);
+}
+END_TEST
+
+START_TEST(test_cached_session_of_old_certificate_not_offered) {
+  kh_resume *r = kh_resume_new();
+  uint8_t old_cert[KH_SHA256_LEN];
+  memset(old_cert, 0x5a, sizeof(old_cert));
+  cache_session(r, 0, old_cert); /* made before the identity rotated */
+  ck_assert(!start_offers(r, 0, 0));
+  kh_resume_free(r);
+}
+END_TEST
+
+START_TEST(test_failed_resumption_drops_session) {
+  kh_resume *r = kh_resume_new();
+  cache_session(r, 0, NULL);
+  ck_assert(start_offers(r, 0, 1));  /* offered, then the handshake fails */
+  ck_assert(!start_offers(r, 0, 0)); /* the next call is a full handshake */
+  kh_resume_free(r);
+}
+END_TEST
+
 int main(void) {
   Suite *su = suite_create("s2a_session");
   TCase *tc = tcase_create("session");
@@ -253,6 +326,9 @@ int main(void) {
   tcase_add_test(tc, test_non_tls_peer_bytes);
   tcase_add_test(tc, test_unknown_ciphersuite);
   tcase_add_test(tc, test_oversized_in_bytes);
+  tcase_add_test(tc, test_cached_session_bound_to_caller_uid);
+  tcase_add_test(tc, test_cached_session_of_old_certificate_not_offered);
+  tcase_add_test(tc, test_failed_resumption_drops_session);
   suite_add_tcase(su, tc);
   return kh_test_run(su);
 }

@@ -9,6 +9,7 @@
 #include "kh_secret.h"
 #include "testutil.h"
 #include "tls_engine.h"
+#include "tls_session.h"
 
 static char g_pki[256];
 static kh_identity_store *g_store;
@@ -276,6 +277,54 @@ START_TEST(test_suite_restriction_enforced) {
 }
 END_TEST
 
+START_TEST(test_session_fits_only_its_certificate) {
+  kh_identity *client = find("spiffe://example.org/client"),
+              *server = find("spiffe://example.org/server");
+  SSL_SESSION *s = kh_test_client_session(client, server);
+  ck_assert(s != NULL);
+  ck_assert(kh_tls_session_fits(client, 0, s));
+  /* Another certificate (after a rotation): another session ID context. */
+  ck_assert(!kh_tls_session_fits(server, 0, s));
+  int suite = kh_suite_from_iana(SSL_CIPHER_get_protocol_id(SSL_SESSION_get0_cipher(s)));
+  ck_assert_int_ge(suite, 0);
+  ck_assert(kh_tls_session_fits(client, KH_SUITE_BIT(suite), s));
+  ck_assert(!kh_tls_session_fits(client, KH_SUITE_ALL & ~KH_SUITE_BIT(suite), s));
+  SSL_SESSION_set_time(s, SSL_SESSION_get_time(s) - SSL_SESSION_get_timeout(s) - 1);
+  ck_assert(!kh_tls_session_fits(client, 0, s)); /* expired */
+  SSL_SESSION_free(s);
+}
+END_TEST
+
+/* hello_offers: does a client engine given |session| offer it? */
+static int hello_offers(SSL_SESSION *session) {
+  kh_tls_config cfg = {.side = KH_TLS_CLIENT, .identity = find("spiffe://example.org/client")};
+  cfg.session = session;
+  kh_error err;
+  kh_tls_engine *e = kh_tls_engine_new(&cfg, &err);
+  ck_assert_msg(e != NULL, "%s", err.msg);
+  kh_buf hello = KH_BUF_INIT;
+  size_t used;
+  ck_assert(kh_tls_engine_step(e, NULL, 0, &used, &hello, &err));
+  int offers = kh_test_offers_psk(hello.data, hello.len);
+  kh_buf_free(&hello);
+  kh_tls_engine_free(e);
+  return offers;
+}
+
+START_TEST(test_engine_offers_only_a_fitting_session) {
+  kh_identity *client = find("spiffe://example.org/client"),
+              *server = find("spiffe://example.org/server");
+  SSL_SESSION *mine = kh_test_client_session(client, server);
+  SSL_SESSION *other = kh_test_client_session(server, server); /* another certificate's */
+  ck_assert(mine != NULL && other != NULL);
+  ck_assert(hello_offers(mine));
+  ck_assert(!hello_offers(other)); /* a full handshake, not a failing one */
+  ck_assert(!hello_offers(NULL));
+  SSL_SESSION_free(mine);
+  SSL_SESSION_free(other);
+}
+END_TEST
+
 int main(void) {
   Suite *su = suite_create("tls_engine");
   TCase *tc = tcase_create("engine");
@@ -289,6 +338,8 @@ int main(void) {
   tcase_add_test(tc, test_rogue_ca_rejected);
   tcase_add_test(tc, test_garbage_input_fails_cleanly);
   tcase_add_test(tc, test_suite_restriction_enforced);
+  tcase_add_test(tc, test_session_fits_only_its_certificate);
+  tcase_add_test(tc, test_engine_offers_only_a_fitting_session);
   suite_add_tcase(su, tc);
   return kh_test_run(su);
 }
