@@ -102,6 +102,8 @@ typedef struct server {
   unsigned conn_peak_seen;        /* listener's connection peak at the last trim check */
   long in_flight, peak_in_flight; /* handshakes holding a slot, and their peak */
   gpr_timespec last_trim;
+  gpr_timespec last_call; /* when the last call arrived */
+  unsigned long calls_since_trim;
   pthread_mutex_t mu; /* see the top of the file */
   /* Crypto workers and their queue: busy calls, linked through job_next.
    * A call is queued at most once (it is busy until handled), so the queue
@@ -378,6 +380,8 @@ static int admit_call(call *c) {
   }
   n->active++;
   c->counted = BUDGET_UID;
+  srv->calls_since_trim++;
+  srv->last_call = gpr_now(GPR_CLOCK_MONOTONIC);
   if (++srv->in_flight > srv->peak_in_flight) srv->peak_in_flight = srv->in_flight;
   c->expires = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                             gpr_time_from_millis(pol->limits.handshake_timeout_ms, GPR_TIMESPAN));
@@ -662,16 +666,22 @@ static void maybe_trim(server *srv, gpr_timespec now) {
   int hs_burst =
       srv->peak_in_flight >= KH_TRIM_AFTER_PEAK && srv->in_flight <= srv->peak_in_flight / 8;
   int conn_burst = conn_peak >= KH_TRIM_AFTER_PEAK && open <= conn_peak / 8;
-  if (!hs_burst && !conn_burst) return;
+  /* And once keyholdd goes quiet after serving: a steady trickle never
+   * makes a burst, but leaves as much free memory mid-heap. */
+  int quiet =
+      srv->in_flight == 0 && srv->calls_since_trim > 0 &&
+      gpr_time_cmp(gpr_time_sub(now, srv->last_call), gpr_time_from_seconds(2, GPR_TIMESPAN)) >= 0;
+  if (!hs_burst && !conn_burst && !quiet) return;
   if (gpr_time_cmp(gpr_time_sub(now, srv->last_trim), gpr_time_from_seconds(1, GPR_TIMESPAN)) < 0)
     return;
   malloc_trim(0);
   struct mallinfo2 mi = mallinfo2();
-  kh_log(KH_LOG_INFO,
+  kh_log(quiet ? KH_LOG_DEBUG : KH_LOG_INFO,
          "memory returned after a burst of %ld handshakes and %u connections: %ld in flight, %u "
          "open, heap in use %zu KiB",
          srv->peak_in_flight, conn_peak, srv->in_flight, open, (mi.uordblks + mi.hblkhd) / 1024);
   srv->last_trim = now;
+  srv->calls_since_trim = 0;
   srv->peak_in_flight = srv->in_flight;
   kh_listener_stats(srv->listener, &open, &conn_peak, 1);
 }
