@@ -159,17 +159,24 @@ static int verify_policy(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
   return ok;
 }
 
+/* suite_allowed: is the negotiated suite one the request and policy allow?
+ * TLS 1.3 suites cannot be configured in BoringSSL, so this is checked once
+ * negotiated: at verification, and again after a resumption (which skips
+ * verification and may settle on another suite of the session's hash). */
+static int suite_allowed(kh_tls_engine *e, uint8_t *out_alert) {
+  const SSL_CIPHER *c = SSL_get_pending_cipher(e->ssl);
+  if (c == NULL) c = SSL_get_current_cipher(e->ssl);
+  int suite = c ? kh_suite_from_iana(SSL_CIPHER_get_protocol_id(c)) : -1;
+  if (suite >= 0 && (e->allowed_suites & KH_SUITE_BIT(suite))) return 1;
+  snprintf(e->reason, sizeof(e->reason), "negotiated ciphersuite %s is not allowed",
+           c ? SSL_CIPHER_get_name(c) : "(none)");
+  *out_alert = SSL_AD_HANDSHAKE_FAILURE;
+  return 0;
+}
+
 static enum ssl_verify_result_t verify_cb(SSL *ssl, uint8_t *out_alert) {
   kh_tls_engine *e = SSL_get_app_data(ssl);
-  const SSL_CIPHER *c = SSL_get_pending_cipher(ssl);
-  if (c == NULL) c = SSL_get_current_cipher(ssl);
-  int suite = c ? kh_suite_from_iana(SSL_CIPHER_get_protocol_id(c)) : -1;
-  if (suite < 0 || !(e->allowed_suites & KH_SUITE_BIT(suite))) {
-    snprintf(e->reason, sizeof(e->reason), "negotiated ciphersuite %s is not allowed",
-             c ? SSL_CIPHER_get_name(c) : "(none)");
-    *out_alert = SSL_AD_HANDSHAKE_FAILURE;
-    return ssl_verify_invalid;
-  }
+  if (!suite_allowed(e, out_alert)) return ssl_verify_invalid;
   STACK_OF(X509) *chain = SSL_get_peer_full_cert_chain(ssl);
   if (chain == NULL || sk_X509_num(chain) == 0) {
     snprintf(e->reason, sizeof(e->reason), "peer sent no certificate");
@@ -405,12 +412,13 @@ static int fail_step(kh_tls_engine *e, int ssl_err, kh_buf *out, kh_error *err) 
 }
 
 /* recheck_resumed: a resumed handshake skips certificate verification, so
- * the policy's peer lists are checked again against the session's peer. */
+ * the allowed suites and the policy's peer lists are checked again against
+ * the session's suite and peer. */
 static int recheck_resumed(kh_tls_engine *e, kh_buf *out, kh_error *err) {
   STACK_OF(X509) *chain = SSL_get_peer_full_cert_chain(e->ssl);
   X509 *leaf = chain && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
   uint8_t alert = 0;
-  if (leaf != NULL && verify_policy(e, leaf, &alert)) return 1;
+  if (leaf != NULL && suite_allowed(e, &alert) && verify_policy(e, leaf, &alert)) return 1;
   if (leaf == NULL) snprintf(e->reason, sizeof(e->reason), "resumed session has no peer");
   e->failed = 1;
   drain_output(e, out, err);
