@@ -18,6 +18,7 @@
 #include "policy.h"
 #include "rotation.h"
 #include "sandbox.h"
+#include "s2a_v1.h"
 #include "server.h"
 
 #define KEYHOLD_VERSION "0.1.0"
@@ -143,6 +144,23 @@ static int sandbox_selftest(const char *what, int sandbox) {
   fprintf(stderr, "keyholdd: selftest: %s was not blocked (%s)\n", what,
           errno ? strerror(errno) : "succeeded");
   return 3;
+}
+
+/* admit_uid: at accept time, does the policy grant this caller anything? */
+static int admit_uid(void *arg, const kh_caller *c) {
+  return kh_policy_admits((const kh_policy *)arg, c);
+}
+
+/* What the event loop does about every 100 ms besides serving. */
+typedef struct {
+  kh_rotation *rotation; /* NULL: live rotation off */
+  kh_resume *resume;
+} housekeeping;
+
+static void tick(void *arg) {
+  housekeeping *hk = arg;
+  kh_resume_sweep(hk->resume);
+  if (hk->rotation) kh_rotation_tick(hk->rotation);
 }
 
 #define KH_MAX_WORKERS 16
@@ -403,15 +421,25 @@ int main(int argc, char **argv) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
     goto out;
   }
+  /* The services keyholdd serves, each behind rpc/service.h. */
+  kh_s2a_env env = {
+      .store = store, .policy = policy, .resume = resume, .ticket_keys = &tickets};
+  const kh_service services[] = {kh_s2a_v1_service(&env)};
+  char describe[300];
+  snprintf(describe, sizeof(describe), "with %zu identities, policy %s",
+           kh_identity_store_count(store), policy->file ? policy->file : "built-in (own uid only)");
+  housekeeping hk = {.rotation = rotation, .resume = resume};
   kh_server_config cfg = {.socket_path = socket_path,
+                          .describe = describe,
                           .listener = listener,
-                          .store = store,
-                          .policy = policy,
-                          .resume = resume,
-                          .ticket_keys = &tickets,
+                          .services = services,
+                          .n_services = sizeof(services) / sizeof(services[0]),
+                          .limits = &policy->limits,
+                          .admit = admit_uid,
+                          .admit_arg = policy,
                           .workers = (unsigned)workers,
-                          .tick = rotation ? kh_rotation_tick : NULL,
-                          .tick_arg = rotation};
+                          .tick = tick,
+                          .tick_arg = &hk};
   if (sandbox) {
     /* Capabilities are per thread: drop them before gRPC starts its threads.
      * The seccomp filter follows once the socket is bound (after_listen). */
