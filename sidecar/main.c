@@ -422,8 +422,7 @@ int main(int argc, char **argv) {
     goto out;
   }
   /* The services keyholdd serves, each behind rpc/service.h. */
-  kh_s2a_env env = {
-      .store = store, .policy = policy, .resume = resume, .ticket_keys = &tickets};
+  kh_s2a_env env = {.store = store, .policy = policy, .resume = resume, .ticket_keys = &tickets};
   const kh_service services[] = {kh_s2a_v1_service(&env)};
   char describe[300];
   snprintf(describe, sizeof(describe), "with %zu identities, policy %s",
