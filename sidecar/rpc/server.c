@@ -371,10 +371,9 @@ static void rebudget(call *c) {
       !c->svc->is_server_side(c->session))
     return;
   unsigned active = 0;
-  call *oldest = NULL;
   kh_budget_slot *victim = kh_budget_to_server(c->srv->budget, &c->slot, can_shed, &active);
-  if (victim != NULL) oldest = victim->owner;
-  if (oldest == NULL) return;
+  if (victim == NULL) return;
+  call *oldest = victim->owner;
   char msg[200];
   snprintf(msg, sizeof(msg),
            "shed: process %d has %u server-side handshakes in progress "

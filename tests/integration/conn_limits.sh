@@ -24,11 +24,6 @@ flood() { # flood UID ARGS...: conn_flood.py as UID
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" "$2"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
 start_rev_server
-handshake() { # handshake NAME: root's offloaded handshake + one line
-  echo "hello-$1" | timeout 10 "$KEYHOLD" connect --sidecar "$T/kd.sock" \
-    --identity spiffe://example.org/client --expect-peer spiffe://example.org/peer-server \
-    "127.0.0.1:$port" >"$T/$1.out" 2>"$T/$1.err" && grep -q "$(echo "hello-$1" | rev)" "$T/$1.out"
-}
 UIDS="0, 65534, $(seq -s ', ' 2001 2010)"
 policy() { # policy FILE LIMITS
   cat >"$1" <<YAML
@@ -51,7 +46,7 @@ flood 65534 --count 2000 --mode partial --hold 8 --until-closed >"$T/partial.out
 FP=$!
 sleep 0.7
 held=$(( $(fds "$KD") - base ))
-handshake during1 && pass "root's handshake succeeds during a 2000-connection half-open flood" \
+rev_handshake during1 && pass "root's rev_handshake succeeds during a 2000-connection half-open flood" \
   || fail "root during the flood: $(cat "$T/during1.err")"
 wait "$FP" || true
 cat "$T/partial.out" | sed 's/^/# /'
@@ -87,7 +82,7 @@ echo hi | timeout 10 setpriv --reuid=65533 --regid=65533 --groups=4242 -- "$KEYH
 # request would have been INVALID_ARGUMENT "malformed SessionReq").
 as 65533 "$S2A_RAW" --socket "$T/kd.sock" --expect PERMISSION_DENIED garbage >"$T/raw.out" 2>&1 \
   && pass "a garbage request from it is refused unread (PERMISSION_DENIED)" || fail "garbage: $(cat "$T/raw.out")"
-handshake after1 && pass "root still served after part 1" || fail "after part 1: $(cat "$T/after1.err")"
+rev_handshake after1 && pass "root still served after part 1" || fail "after part 1: $(cat "$T/after1.err")"
 kill -TERM "$KD"; wait "$KD" 2>/dev/null || fail "keyholdd (part 1) exited non-zero"
 
 # --- Part 2 ----------------------------------------------------------------
@@ -95,7 +90,7 @@ policy "$T/p2.yaml" "max_connections_per_caller: 64, max_connections: 512"
 bg "$KEYHOLDD" --policy "$T/p2.yaml" 2>"$T/kd2.log"
 KD=${PIDS[-1]}; KD_PIDS+=("$KD"); KD_LOGS+=("$T/kd2.log")
 wait_for "$T/kd2.log" "listening on"
-handshake warm && pass "part 2: serving" || fail "part 2 warm-up: $(cat "$T/warm.err")"
+rev_handshake warm && pass "part 2: serving" || fail "part 2 warm-up: $(cat "$T/warm.err")"
 base=$(fds "$KD")
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$KD/status"; }
 rss0=$(rss)
@@ -106,7 +101,7 @@ done
 sleep 2
 held=$(( $(fds "$KD") - base ))
 rss1=$(rss)
-handshake during2 && pass "root's handshake succeeds while 10 uids hold 640 connections" \
+rev_handshake during2 && pass "root's rev_handshake succeeds while 10 uids hold 640 connections" \
   || fail "root during the many-uid flood: $(cat "$T/during2.err")"
 [ "$held" -le 470 ] && [ "$held" -ge 400 ] \
   && pass "keyholdd holds $held connections: max_connections 512 less the 64 kept for new callers" \

@@ -102,6 +102,15 @@ echo_handshake() {
     "127.0.0.1:$PORT" 2>>"$T/client.${1%%-*}.err" | grep -qx "$1"
 }
 
+# rev_handshake NAME: one `keyhold connect` (client identity) through
+# $T/kd.sock to the start_rev_server peer on $port; true if the line came
+# back reversed. Output in $T/NAME.out, errors in $T/NAME.err.
+rev_handshake() {
+  echo "hello-$1" | timeout 10 "$KEYHOLD" connect --sidecar "$T/kd.sock" \
+    --identity spiffe://example.org/client --expect-peer spiffe://example.org/peer-server \
+    "127.0.0.1:$port" >"$T/$1.out" 2>"$T/$1.err" && grep -q "$(echo "hello-$1" | rev)" "$T/$1.out"
+}
+
 # make_pki: a fresh CA, identities and peer leaves in $T/pki.
 make_pki() { bash "$KH_TEST_PKI" "$T/pki"; }
 

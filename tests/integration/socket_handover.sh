@@ -10,17 +10,12 @@ make_pki
 P=$T/pki
 start_rev_server
 
-handshake() { # handshake NAME: one offloaded handshake + line through $T/kd.sock
-  echo "hello-$1" | timeout 10 "$KEYHOLD" connect --sidecar "$T/kd.sock" \
-    --identity spiffe://example.org/client --expect-peer spiffe://example.org/peer-server \
-    "127.0.0.1:$port" >"$T/$1.out" 2>"$T/$1.err" && grep -q "$(echo "hello-$1" | rev)" "$T/$1.out"
-}
 inode() { stat -c %i "$T/kd.sock" 2>/dev/null || echo none; }
 
 bg "$KEYHOLDD" --socket "$T/kd.sock" --identities "$P/ids" 2>"$T/a.log"
 A=${PIDS[-1]}
 wait_for "$T/a.log" "listening on"
-handshake a1 && pass "A serves" || fail "A: $(cat "$T/a1.err")"
+rev_handshake a1 && pass "A serves" || fail "A: $(cat "$T/a1.err")"
 
 # A handshake in flight on A: the peer never answers.
 python3 - "$T/stall.port" <<'PY' &
@@ -44,7 +39,7 @@ sleep 1
 kill -0 "$B0" 2>/dev/null && grep -q "waiting for the keyholdd holding $T/kd.sock.lock" "$T/b0.log" \
   && pass "a second keyholdd waits for the first one's lock" || fail "b0: $(cat "$T/b0.log")"
 kill "$B0" 2>/dev/null || true; wait "$B0" 2>/dev/null || true
-handshake a2 && pass "A still serves (the waiting successor took nothing)" || fail "A after b0: $(cat "$T/a2.err")"
+rev_handshake a2 && pass "A still serves (the waiting successor took nothing)" || fail "A after b0: $(cat "$T/a2.err")"
 
 # SIGTERM A; freeze it once it has stopped accepting, so its exit comes after
 # B has bound the path (the supervisor race, made deterministic).
@@ -64,6 +59,6 @@ wait "$A" 2>/dev/null || st=$?
 [ "$st" -eq 0 ] && pass "A exits 0" || fail "A exited $st"
 [ "$(inode)" = "$ino_b" ] && pass "the socket file is still B's after A exited (inode $ino_b)" \
   || fail "socket file after A exited: $(inode) (B's was $ino_b); A's log: $(tail -3 "$T/a.log")"
-handshake b1 && pass "B serves after A exited" || fail "B: $(cat "$T/b1.err")"
-grep -q "result=OK" "$T/b.log" && pass "the handshake went through B" || fail "B's log has no handshake"
+rev_handshake b1 && pass "B serves after A exited" || fail "B: $(cat "$T/b1.err")"
+grep -q "result=OK" "$T/b.log" && pass "the rev_handshake went through B" || fail "B's log has no handshake"
 finish
