@@ -1,4 +1,4 @@
-/* sidecar/kh_limits: defaults, ranges, names, and errors that change nothing. */
+/* sidecar/policy/kh_limits: defaults, ranges, names, and errors that change nothing. */
 #include <check.h>
 
 #include "testutil.h"

@@ -1,4 +1,4 @@
-/* sidecar/ticket_keys: the key file's format, its errors, the size bound,
+/* sidecar/keys/ticket_keys: the key file's format, its errors, the size bound,
  * and the current-keys slot. */
 #include <check.h>
 
