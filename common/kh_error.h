@@ -44,6 +44,10 @@ typedef enum {
   KH_ERR_WANT_READ = 109, /* non-blocking fd: no complete record yet, poll and retry */
 } kh_code;
 
+/* KH_MUST_USE marks every fallible function (1/0 or pointer/NULL): ignoring
+ * its result is a compile error under -Werror. */
+#define KH_MUST_USE __attribute__((warn_unused_result))
+
 #define KH_ERROR_MSG_MAX 256
 
 typedef struct {

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *dns[] = {"a.example.org"};
   for (size_t i = 0; i < p->n_rules; i++) {
     kh_policy_authorize(p, p->rules[i].name, &c, tokens, 1, &err);
-    kh_policy_peer_allowed(&p->rules[i], "spiffe://example.org/x", dns, 1);
+    kh_peer_check_allows(&p->rules[i].peers, "spiffe://example.org/x", dns, 1);
   }
   kh_policy_admits(p, &c);
   kh_policy_free(p);

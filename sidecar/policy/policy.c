@@ -263,10 +263,10 @@ static int parse_peers(ctx *c, const kh_yaml_node *n, const char *f, kh_policy_r
     const char *k = n->keys[i]->value;
     snprintf(sub, sizeof(sub), "%.180s.%.60s", f, k);
     int ok = strcmp(k, "spiffe_ids") == 0
-                 ? strlist(c, n->items[i], sub, &r->peer_spiffe_ids, spiffe_item)
+                 ? strlist(c, n->items[i], sub, &r->peers.spiffe_ids, spiffe_item)
              : strcmp(k, "trust_domains") == 0
-                 ? strlist(c, n->items[i], sub, &r->peer_trust_domains, domain_item)
-                 : strlist(c, n->items[i], sub, &r->peer_dns, dns_item);
+                 ? strlist(c, n->items[i], sub, &r->peers.trust_domains, domain_item)
+                 : strlist(c, n->items[i], sub, &r->peers.dns, dns_item);
     if (!ok) return 0;
   }
   return 1;
@@ -450,11 +450,6 @@ kh_policy *kh_policy_builtin(uid_t self) {
   return p;
 }
 
-static void strlist_free(kh_strlist *l) {
-  for (size_t i = 0; i < l->n; i++) free(l->v ? l->v[i] : NULL);
-  free(l->v);
-}
-
 void kh_policy_free(kh_policy *p) {
   if (p == NULL) return;
   for (size_t i = 0; i < p->n_rules; i++) {
@@ -464,10 +459,8 @@ void kh_policy_free(kh_policy *p) {
     free(r->gids);
     if (r->tokens) kh_wipe(r->tokens, r->n_tokens * KH_TOKEN_HASH_LEN);
     free(r->tokens);
-    strlist_free(&r->peer_spiffe_ids);
-    strlist_free(&r->peer_trust_domains);
-    strlist_free(&r->peer_dns);
-    strlist_free(&r->alpn);
+    kh_peer_check_free(&r->peers);
+    kh_strlist_free(&r->alpn);
   }
   free(p->rules);
   free(p->file);
@@ -526,32 +519,5 @@ int kh_policy_admits(const kh_policy *p, const kh_caller *caller) {
     for (size_t j = 0; j < r->n_gids; j++)
       if (r->gids[j] == caller->gid) return 1;
   }
-  return 0;
-}
-
-int kh_dns_match(const char *pattern, const char *name) {
-  if (strncmp(pattern, "*.", 2) != 0) return strcasecmp(pattern, name) == 0;
-  const char *dot = strchr(name, '.');
-  return dot != NULL && dot != name && strcasecmp(dot + 1, pattern + 2) == 0;
-}
-
-static int trust_domain_match(const char *td, const char *spiffe_id) {
-  size_t n = strlen(td);
-  return strncmp(spiffe_id, "spiffe://", 9) == 0 && strncasecmp(spiffe_id + 9, td, n) == 0 &&
-         (spiffe_id[9 + n] == '/' || spiffe_id[9 + n] == '\0');
-}
-
-int kh_policy_peer_allowed(const kh_policy_rule *r, const char *spiffe_id, char *const *dns,
-                           size_t n_dns) {
-  if (r->peer_spiffe_ids.n + r->peer_trust_domains.n + r->peer_dns.n == 0) return 1;
-  if (spiffe_id != NULL) {
-    for (size_t i = 0; i < r->peer_spiffe_ids.n; i++)
-      if (strcmp(r->peer_spiffe_ids.v[i], spiffe_id) == 0) return 1;
-    for (size_t i = 0; i < r->peer_trust_domains.n; i++)
-      if (trust_domain_match(r->peer_trust_domains.v[i], spiffe_id)) return 1;
-  }
-  for (size_t i = 0; i < r->peer_dns.n; i++)
-    for (size_t j = 0; j < n_dns; j++)
-      if (kh_dns_match(r->peer_dns.v[i], dns[j])) return 1;
   return 0;
 }

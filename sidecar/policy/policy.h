@@ -15,6 +15,7 @@
 #include "kh_error.h"
 #include "kh_tls.h"
 #include "kh_limits.h"
+#include "peer_check.h"
 
 #define KH_TOKEN_HASH_LEN 32
 
@@ -23,11 +24,6 @@ typedef struct {
   gid_t gid;
   pid_t pid;
 } kh_caller;
-
-typedef struct {
-  char **v;
-  size_t n;
-} kh_strlist;
 
 /* One identity's rules. |name| is the identity's directory name, or "*" for
  * a rule that applies to every identity without a rule of its own. */
@@ -40,11 +36,9 @@ typedef struct {
   size_t n_gids;
   uint8_t (*tokens)[KH_TOKEN_HASH_LEN]; /* SHA-256 of each token; plaintext wiped */
   size_t n_tokens;
-  kh_strlist peer_spiffe_ids;    /* exact spiffe://td/path */
-  kh_strlist peer_trust_domains; /* spiffe://<td>/... */
-  kh_strlist peer_dns;           /* exact, or "*.suffix" (one leftmost label) */
-  kh_strlist alpn;               /* empty: any */
-  uint32_t suites;               /* KH_SUITE_BIT mask; 0: any */
+  kh_peer_check peers; /* peers: lists (empty: any verified peer) */
+  kh_strlist alpn;     /* empty: any */
+  uint32_t suites;     /* KH_SUITE_BIT mask; 0: any */
 } kh_policy_rule;
 
 typedef struct {
@@ -84,14 +78,5 @@ int kh_policy_authorize(const kh_policy *p, const char *name, const kh_caller *c
 /* kh_policy_admits: is |caller| granted any identity at all (by uid or
  * gid, or could it be by a token)? Decided at accept time. */
 int kh_policy_admits(const kh_policy *p, const kh_caller *caller);
-
-/* kh_policy_peer_allowed: does a verified peer (SPIFFE ID and/or DNS SANs)
- * satisfy the rule's peer lists? Empty lists allow any verified peer. */
-int kh_policy_peer_allowed(const kh_policy_rule *r, const char *spiffe_id, char *const *dns,
-                           size_t n_dns);
-
-/* kh_dns_match: |pattern| is a hostname or "*.suffix"; case-insensitive.
- * "*" matches exactly one leftmost label. */
-int kh_dns_match(const char *pattern, const char *name);
 
 #endif /* KH_POLICY_H */

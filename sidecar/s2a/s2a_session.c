@@ -162,7 +162,7 @@ static int apply_policy(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
   if (!kh_policy_authorize(s->policy, name, &s->caller, s->tokens, s->n_tokens, err))
     return refuse(s, err);
   const kh_policy_rule *r = kh_policy_rule_for(s->policy, name);
-  cfg->peer_rule = r;
+  cfg->peer_check = &r->peers;
   if (r->alpn.n > 0 && cfg->alpn_count > 0) {
     size_t kept = 0;
     for (size_t i = 0; i < cfg->alpn_count; i++) {

@@ -35,7 +35,7 @@ struct kh_tls_engine {
   char *server_name;
   char *expect_peers[KH_MAX_EXPECT_PEERS];
   size_t expect_peer_count;
-  const kh_policy_rule *peer_rule;
+  const kh_peer_check *peer_check;
   kh_ticket_keys *ticket_keys;
   char reason[256]; /* why verification failed, set by the verify callback */
   int done;
@@ -142,12 +142,12 @@ static int verify_name(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
 
 /* verify_policy: the policy's peer lists for this identity, both sides. */
 static int verify_policy(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
-  if (e->peer_rule == NULL) return 1;
+  if (e->peer_check == NULL) return 1;
   char *spiffe = NULL;
   char *dns[KH_MAX_DNS_NAMES];
   size_t ndns = 0;
   kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
-  int ok = kh_policy_peer_allowed(e->peer_rule, spiffe, dns, ndns);
+  int ok = kh_peer_check_allows(e->peer_check, spiffe, dns, ndns);
   free(spiffe);
   for (size_t i = 0; i < ndns; i++) free(dns[i]);
   if (!ok) {
@@ -319,7 +319,7 @@ kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err) {
   e->side = cfg->side;
   e->identity = kh_identity_ref(cfg->identity);
   e->allowed_suites = cfg->allowed_suites ? cfg->allowed_suites : KH_SUITE_ALL;
-  e->peer_rule = cfg->peer_rule;
+  e->peer_check = cfg->peer_check;
   e->ticket_keys = cfg->side == KH_TLS_SERVER ? kh_ticket_keys_ref(cfg->ticket_keys) : NULL;
   if (cfg->server_name && cfg->server_name[0]) e->server_name = strdup(cfg->server_name);
   for (size_t i = 0; i < cfg->expect_peer_count; i++) {

@@ -18,7 +18,7 @@
 #include "kh_buf.h"
 #include "kh_error.h"
 #include "kh_tls.h"
-#include "policy.h"
+#include "peer_check.h"
 #include "ticket_keys.h"
 
 typedef enum { KH_TLS_CLIENT = 0, KH_TLS_SERVER = 1 } kh_tls_side;
@@ -35,8 +35,8 @@ typedef struct {
   const char *server_name; /* client: SNI and hostname check; NULL/"" = none */
   const char *expect_peers[KH_MAX_EXPECT_PEERS]; /* client: allowed peer names */
   size_t expect_peer_count;
-  const kh_policy_rule *peer_rule; /* policy peer lists (borrowed, outlives the
-                                      engine); NULL: no policy restriction */
+  const kh_peer_check *peer_check; /* the grant's peer lists (borrowed, outlives
+                                      the engine); NULL: no restriction */
   SSL_SESSION *session;            /* client: session to offer for resumption if
                                       it fits (kh_tls_session_fits; the engine
                                       takes a reference); NULL: none */

@@ -106,16 +106,16 @@ START_TEST(test_peers_and_wildcards) {
   const kh_policy_rule *r = kh_policy_rule_for(p, "server");
   char *dns_ok[] = {"api.example.org"}, *dns_deep[] = {"a.b.example.org"},
        *dns_bare[] = {"example.org"}, *local[] = {"LOCALHOST"};
-  ck_assert(kh_policy_peer_allowed(r, "spiffe://example.org/client", NULL, 0));
-  ck_assert(!kh_policy_peer_allowed(r, "spiffe://example.org/clientX", NULL, 0));
-  ck_assert(kh_policy_peer_allowed(r, "spiffe://partner.example/any/path", NULL, 0));
-  ck_assert(!kh_policy_peer_allowed(r, "spiffe://partner.example.evil/x", NULL, 0));
-  ck_assert(kh_policy_peer_allowed(r, NULL, dns_ok, 1));
-  ck_assert(!kh_policy_peer_allowed(r, NULL, dns_deep, 1));
-  ck_assert(!kh_policy_peer_allowed(r, NULL, dns_bare, 1));
-  ck_assert(kh_policy_peer_allowed(r, NULL, local, 1));
+  ck_assert(kh_peer_check_allows(&r->peers, "spiffe://example.org/client", NULL, 0));
+  ck_assert(!kh_peer_check_allows(&r->peers, "spiffe://example.org/clientX", NULL, 0));
+  ck_assert(kh_peer_check_allows(&r->peers, "spiffe://partner.example/any/path", NULL, 0));
+  ck_assert(!kh_peer_check_allows(&r->peers, "spiffe://partner.example.evil/x", NULL, 0));
+  ck_assert(kh_peer_check_allows(&r->peers, NULL, dns_ok, 1));
+  ck_assert(!kh_peer_check_allows(&r->peers, NULL, dns_deep, 1));
+  ck_assert(!kh_peer_check_allows(&r->peers, NULL, dns_bare, 1));
+  ck_assert(kh_peer_check_allows(&r->peers, NULL, local, 1));
   /* No peer lists: any verified peer. */
-  ck_assert(kh_policy_peer_allowed(kh_policy_rule_for(p, "x"), NULL, NULL, 0));
+  ck_assert(kh_peer_check_allows(&kh_policy_rule_for(p, "x")->peers, NULL, NULL, 0));
   kh_policy_free(p);
 }
 END_TEST
