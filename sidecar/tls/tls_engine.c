@@ -20,6 +20,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "kh_cursor.h"
 #include "kh_secret.h"
 #include "tls_secrets.h"
 
@@ -196,13 +197,16 @@ static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const
   (void)arg;
   kh_tls_engine *e = SSL_get_app_data(ssl);
   if (e->alpn_wire_len == 0) return SSL_TLSEXT_ERR_NOACK;
-  for (size_t i = 0; i < e->alpn_wire_len; i += 1u + e->alpn_wire[i]) {
-    const uint8_t *ours = &e->alpn_wire[i];
-    for (unsigned j = 0; j < in_len; j += 1u + in[j]) {
-      if (j + 1u + in[j] > in_len) break;
-      if (in[j] == ours[0] && memcmp(&in[j + 1], ours + 1, ours[0]) == 0) {
-        *out = &in[j + 1];
-        *out_len = in[j];
+  kh_cursor our_list, ours;
+  kh_cursor_init(&our_list, e->alpn_wire, e->alpn_wire_len);
+  while (kh_cursor_u8_prefixed(&our_list, &ours)) {
+    kh_cursor their_list, theirs;
+    kh_cursor_init(&their_list, in, in_len);
+    while (kh_cursor_u8_prefixed(&their_list, &theirs)) {
+      if (kh_cursor_left(&theirs) == kh_cursor_left(&ours) &&
+          memcmp(theirs.data, ours.data, kh_cursor_left(&ours)) == 0) {
+        *out = theirs.data;
+        *out_len = (uint8_t)kh_cursor_left(&theirs);
         return SSL_TLSEXT_ERR_OK;
       }
     }
