@@ -102,7 +102,7 @@ static uint8_t alert_for_x509_error(int e) {
 static int verify_chain(kh_tls_engine *e, STACK_OF(X509) * chain, uint8_t *out_alert) {
   X509 *leaf = sk_X509_value(chain, 0);
   X509_STORE_CTX *sctx = X509_STORE_CTX_new();
-  int ok = sctx != NULL && X509_STORE_CTX_init(sctx, e->identity->trust, leaf, chain) &&
+  int ok = sctx != NULL && X509_STORE_CTX_init(sctx, kh_identity_trust(e->identity), leaf, chain) &&
            X509_STORE_CTX_set_default(sctx, e->side == KH_TLS_CLIENT ? "ssl_server" : "ssl_client");
   if (ok) ok = X509_verify_cert(sctx) == 1;
   if (!ok) {
@@ -154,7 +154,7 @@ static int verify_policy(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
   if (!ok) {
     char label[300];
     snprintf(e->reason, sizeof(e->reason), "peer %.120s is not allowed by the policy for %.60s",
-             leaf_label(leaf, label, sizeof(label)), e->identity->dir_name);
+             leaf_label(leaf, label, sizeof(label)), kh_identity_dir_name(e->identity));
     *out_alert = SSL_AD_ACCESS_DENIED;
   }
   return ok;
@@ -239,17 +239,56 @@ static kh_ticket_keys *engine_ticket_keys(SSL *ssl) {
   return e ? e->ticket_keys : NULL;
 }
 
+/* The identity's key signs through BoringSSL's private-key method: the
+ * engine calls kh_identity_sign synchronously (never retry), so the key
+ * stays behind the key store's backend interface and a backend that is
+ * slow (PKCS#11, later) changes nothing here but the retry. The identity is
+ * the handshake's own (the engine's reference): a rotation that swaps the
+ * identity mid-handshake does not change the key that signs it. */
+static enum ssl_private_key_result_t key_sign(SSL *ssl, uint8_t *out, size_t *out_len,
+                                              size_t max_out, uint16_t sigalg, const uint8_t *in,
+                                              size_t in_len) {
+  kh_tls_engine *e = SSL_get_app_data(ssl);
+  kh_error err;
+  if (e == NULL) return ssl_private_key_failure;
+  if (!kh_identity_sign(e->identity, sigalg, in, in_len, out, out_len, max_out, &err)) {
+    snprintf(e->reason, sizeof(e->reason), "%s", err.msg);
+    return ssl_private_key_failure;
+  }
+  return ssl_private_key_success;
+}
+
+static enum ssl_private_key_result_t key_decrypt(SSL *ssl, uint8_t *out, size_t *out_len,
+                                                 size_t max_out, const uint8_t *in, size_t in_len) {
+  (void)ssl, (void)out, (void)out_len, (void)max_out, (void)in, (void)in_len;
+  return ssl_private_key_failure; /* RSA key exchange: not in TLS 1.3 */
+}
+
+static enum ssl_private_key_result_t key_complete(SSL *ssl, uint8_t *out, size_t *out_len,
+                                                  size_t max_out) {
+  (void)ssl, (void)out, (void)out_len, (void)max_out;
+  return ssl_private_key_failure; /* key_sign never returns retry */
+}
+
+static const SSL_PRIVATE_KEY_METHOD k_key_method = {
+    .sign = key_sign, .decrypt = key_decrypt, .complete = key_complete};
+
 /* build_ctx: everything about a TLS context that depends only on the identity
  * and the side. Per-handshake settings live on the SSL; callbacks find the
  * engine through SSL_get_app_data. */
 static SSL_CTX *build_ctx(const kh_identity *id, kh_tls_side side, kh_error *err) {
+  const STACK_OF(X509) *chain = kh_identity_chain(id);
+  uint16_t sign_prefs[KH_MAX_SIGALGS];
+  size_t n_sign = kh_identity_sigalgs(id, sign_prefs, KH_MAX_SIGALGS);
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
   int ok = ctx != NULL && SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) &&
            SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) &&
-           SSL_CTX_use_certificate(ctx, sk_X509_value(id->chain, 0)) &&
-           SSL_CTX_use_PrivateKey(ctx, id->key);
-  for (size_t i = 1; ok && i < sk_X509_num(id->chain); i++)
-    ok = SSL_CTX_add1_chain_cert(ctx, sk_X509_value(id->chain, i));
+           SSL_CTX_use_certificate(ctx, kh_identity_leaf(id));
+  for (size_t i = 1; ok && i < sk_X509_num(chain); i++)
+    ok = SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i));
+  /* The key: signed through kh_identity_sign, with the schemes it fits. */
+  if (ok) SSL_CTX_set_private_key_method(ctx, &k_key_method);
+  ok = ok && n_sign > 0 && SSL_CTX_set_signing_algorithm_prefs(ctx, sign_prefs, n_sign);
   /* BoringSSL leaves Ed25519 out of its default verify list; peers with
    * Ed25519 leaves are allowed, so list every algorithm we accept. */
   static const uint16_t verify_prefs[] = {
@@ -261,7 +300,7 @@ static SSL_CTX *build_ctx(const kh_identity *id, kh_tls_side side, kh_error *err
                                                 sizeof(verify_prefs) / sizeof(verify_prefs[0]));
   /* Sessions resume only under the identity (certificate) that made them,
    * and for at most an hour: policy and trust changes take effect. */
-  ok = ok && SSL_CTX_set_session_id_context(ctx, id->leaf_fingerprint, KH_SHA256_LEN);
+  ok = ok && SSL_CTX_set_session_id_context(ctx, kh_identity_fingerprint(id), KH_SHA256_LEN);
   if (ok && side == KH_TLS_SERVER) ok = kh_ticket_keys_install(ctx, engine_ticket_keys);
   if (!ok) {
     SSL_CTX_free(ctx);
@@ -276,23 +315,31 @@ static SSL_CTX *build_ctx(const kh_identity *id, kh_tls_side side, kh_error *err
   return ctx;
 }
 
-/* g_ctx_mu serialises building identities' TLS contexts (handshakes of one
- * identity may start on several worker threads at once); once built, a
- * context is read without the lock. */
-static pthread_mutex_t g_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+static void *make_client_ctx(const kh_identity *id, void *arg, kh_error *err) {
+  (void)arg;
+  return build_ctx(id, KH_TLS_CLIENT, err);
+}
 
-/* shared_ctx returns the identity's context for |side|, building it on first
- * use. Borrowed: it lives as long as the identity, which the engine holds,
- * and SSL_new takes the SSL's own reference. */
+static void *make_server_ctx(const kh_identity *id, void *arg, kh_error *err) {
+  (void)arg;
+  return build_ctx(id, KH_TLS_SERVER, err);
+}
+
+static void free_ctx(void *ctx) {
+  SSL_CTX_free(ctx);
+}
+
+/* shared_ctx returns the identity's context for |side|, built on first use
+ * and kept in the identity's attachment slot for that side, so it is freed
+ * with the identity (a rotated identity's contexts go when its last
+ * handshake ends). Borrowed: the engine holds the identity, and SSL_new
+ * takes the SSL's own reference. */
 static SSL_CTX *shared_ctx(kh_identity *id, kh_tls_side side, kh_error *err) {
-  SSL_CTX **slot = &id->tls_ctx[side == KH_TLS_SERVER];
-  SSL_CTX *ctx = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-  if (ctx != NULL) return ctx;
-  pthread_mutex_lock(&g_ctx_mu);
-  if ((ctx = *slot) == NULL && (ctx = build_ctx(id, side, err)) != NULL)
-    __atomic_store_n(slot, ctx, __ATOMIC_RELEASE);
-  pthread_mutex_unlock(&g_ctx_mu);
-  return ctx;
+  if (side == KH_TLS_SERVER)
+    return kh_identity_attachment(id, KH_IDENTITY_SLOT_TLS_SERVER, make_server_ctx, free_ctx, NULL,
+                                  err);
+  return kh_identity_attachment(id, KH_IDENTITY_SLOT_TLS_CLIENT, make_client_ctx, free_ctx, NULL,
+                                err);
 }
 
 static int allowed_suite(uint32_t allowed_suites, const SSL_CIPHER *c) {
@@ -303,7 +350,7 @@ static int allowed_suite(uint32_t allowed_suites, const SSL_CIPHER *c) {
 int kh_tls_session_fits(const kh_identity *id, uint32_t allowed_suites, const SSL_SESSION *s) {
   unsigned len = 0;
   const uint8_t *sid_ctx = SSL_SESSION_get0_id_context(s, &len);
-  return len == KH_SHA256_LEN && memcmp(sid_ctx, id->leaf_fingerprint, KH_SHA256_LEN) == 0 &&
+  return len == KH_SHA256_LEN && memcmp(sid_ctx, kh_identity_fingerprint(id), KH_SHA256_LEN) == 0 &&
          SSL_SESSION_is_resumable(s) && SSL_SESSION_get_protocol_version(s) == TLS1_3_VERSION &&
          allowed_suite(allowed_suites, SSL_SESSION_get0_cipher(s)) &&
          SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) > (uint64_t)time(NULL);
@@ -495,8 +542,8 @@ int kh_tls_engine_result(kh_tls_engine *e, kh_tls_result *out, kh_error *err) {
   }
   const kh_identity *id = e->identity;
   snprintf(out->local_name, sizeof(out->local_name), "%s", kh_identity_name(id));
-  out->local_name_is_spiffe = id->spiffe_id != NULL;
-  memcpy(out->local_fingerprint, id->leaf_fingerprint, KH_SHA256_LEN);
+  out->local_name_is_spiffe = kh_identity_spiffe_id(id) != NULL;
+  memcpy(out->local_fingerprint, kh_identity_fingerprint(id), KH_SHA256_LEN);
   const uint8_t *alpn;
   unsigned alpn_len;
   SSL_get0_alpn_selected(e->ssl, &alpn, &alpn_len);
