@@ -11,18 +11,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #include "kh_cursor.h"
 #include "kh_secret.h"
 #include "tls_secrets.h"
+#include "verify.h"
 
 struct kh_tls_engine {
   kh_tls_side side;
@@ -48,116 +47,27 @@ static int is_ip_literal(const char *s) {
   return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
-/* peer_matches: does |leaf| carry |name| (spiffe:// URI SAN or DNS SAN)? */
-static int peer_matches(X509 *leaf, const char *name) {
-  char *spiffe = NULL;
-  char *dns[KH_MAX_DNS_NAMES];
-  size_t ndns = 0;
-  int ok = 0;
-  kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
-  if (strncmp(name, "spiffe://", 9) == 0) {
-    ok = spiffe != NULL && strcmp(spiffe, name) == 0;
-  } else {
-    for (size_t i = 0; i < ndns && !ok; i++) ok = strcasecmp(dns[i], name) == 0;
-  }
-  free(spiffe);
-  for (size_t i = 0; i < ndns; i++) free(dns[i]);
-  return ok;
-}
-
 /* leaf_name writes |leaf|'s SPIFFE ID, else its first DNS SAN, else "",
  * and returns whether it was a SPIFFE ID. */
 static int leaf_name(X509 *leaf, char *out, size_t len) {
-  char *spiffe = NULL;
-  char *dns[KH_MAX_DNS_NAMES];
-  size_t ndns = 0;
-  kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
-  int is_spiffe = spiffe != NULL;
-  snprintf(out, len, "%s", spiffe ? spiffe : ndns ? dns[0] : "");
-  free(spiffe);
-  for (size_t i = 0; i < ndns; i++) free(dns[i]);
-  return is_spiffe;
+  return kh_x509_primary_name(leaf, out, len);
 }
 
-static const char *leaf_label(X509 *leaf, char *buf, size_t len) {
-  leaf_name(leaf, buf, len);
-  if (buf[0] == '\0') snprintf(buf, len, "(no SPIFFE ID or DNS name)");
-  return buf;
-}
-
-static uint8_t alert_for_x509_error(int e) {
-  switch (e) {
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: return SSL_AD_UNKNOWN_CA;
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-    case X509_V_ERR_CERT_NOT_YET_VALID: return SSL_AD_CERTIFICATE_EXPIRED;
-    default: return SSL_AD_BAD_CERTIFICATE;
+/* verify_params: what keys/verify.c checks the peer against: the
+ * identity's trust bundle, on the client side the expected peers or the
+ * server name, on both the grant's peer lists. */
+static void verify_params(const kh_tls_engine *e, kh_verify_params *p) {
+  *p = (kh_verify_params){
+      .trust = kh_identity_trust(e->identity),
+      .peer_role = e->side == KH_TLS_CLIENT ? KH_PEER_IS_SERVER : KH_PEER_IS_CLIENT,
+      .peer_check = e->peer_check,
+      .policy_name = kh_identity_dir_name(e->identity),
+  };
+  if (e->side == KH_TLS_CLIENT) {
+    p->expect_peers = e->expect_peers;
+    p->expect_peer_count = e->expect_peer_count;
+    p->server_name = e->server_name;
   }
-}
-
-/* verify_chain: the peer chain must lead to the identity's trust bundle. */
-static int verify_chain(kh_tls_engine *e, STACK_OF(X509) * chain, uint8_t *out_alert) {
-  X509 *leaf = sk_X509_value(chain, 0);
-  X509_STORE_CTX *sctx = X509_STORE_CTX_new();
-  int ok = sctx != NULL && X509_STORE_CTX_init(sctx, kh_identity_trust(e->identity), leaf, chain) &&
-           X509_STORE_CTX_set_default(sctx, e->side == KH_TLS_CLIENT ? "ssl_server" : "ssl_client");
-  if (ok) ok = X509_verify_cert(sctx) == 1;
-  if (!ok) {
-    int xe = sctx ? X509_STORE_CTX_get_error(sctx) : X509_V_ERR_OUT_OF_MEM;
-    snprintf(e->reason, sizeof(e->reason), "peer certificate rejected: %s",
-             X509_verify_cert_error_string(xe));
-    *out_alert = alert_for_x509_error(xe);
-  }
-  X509_STORE_CTX_free(sctx);
-  ERR_clear_error();
-  return ok;
-}
-
-/* verify_name (client only): expected peers, else the server name. */
-static int verify_name(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
-  char label[300];
-  if (e->expect_peer_count > 0) {
-    for (size_t i = 0; i < e->expect_peer_count; i++) {
-      if (peer_matches(leaf, e->expect_peers[i])) return 1;
-    }
-    snprintf(e->reason, sizeof(e->reason), "peer %.160s is not one of the %zu expected peers",
-             leaf_label(leaf, label, sizeof(label)), e->expect_peer_count);
-    *out_alert = SSL_AD_BAD_CERTIFICATE;
-    return 0;
-  }
-  if (e->server_name == NULL) return 1;
-  int ok = is_ip_literal(e->server_name)
-               ? X509_check_ip_asc(leaf, e->server_name, 0) == 1
-               : X509_check_host(leaf, e->server_name, strlen(e->server_name), 0, NULL) == 1;
-  if (!ok) {
-    snprintf(e->reason, sizeof(e->reason),
-             "peer certificate (%.100s) does not match server name %.100s",
-             leaf_label(leaf, label, sizeof(label)), e->server_name);
-    *out_alert = SSL_AD_BAD_CERTIFICATE;
-  }
-  return ok;
-}
-
-/* verify_policy: the policy's peer lists for this identity, both sides. */
-static int verify_policy(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
-  if (e->peer_check == NULL) return 1;
-  char *spiffe = NULL;
-  char *dns[KH_MAX_DNS_NAMES];
-  size_t ndns = 0;
-  kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
-  int ok = kh_peer_check_allows(e->peer_check, spiffe, dns, ndns);
-  free(spiffe);
-  for (size_t i = 0; i < ndns; i++) free(dns[i]);
-  if (!ok) {
-    char label[300];
-    snprintf(e->reason, sizeof(e->reason), "peer %.120s is not allowed by the policy for %.60s",
-             leaf_label(leaf, label, sizeof(label)), kh_identity_dir_name(e->identity));
-    *out_alert = SSL_AD_ACCESS_DENIED;
-  }
-  return ok;
 }
 
 /* suite_allowed: is the negotiated suite one the request and policy allow?
@@ -175,20 +85,17 @@ static int suite_allowed(kh_tls_engine *e, uint8_t *out_alert) {
   return 0;
 }
 
+/* verify_cb: the negotiated suite, then the peer through keys/verify.c. */
 static enum ssl_verify_result_t verify_cb(SSL *ssl, uint8_t *out_alert) {
   kh_tls_engine *e = SSL_get_app_data(ssl);
   if (!suite_allowed(e, out_alert)) return ssl_verify_invalid;
-  STACK_OF(X509) *chain = SSL_get_peer_full_cert_chain(ssl);
-  if (chain == NULL || sk_X509_num(chain) == 0) {
-    snprintf(e->reason, sizeof(e->reason), "peer sent no certificate");
-    *out_alert = SSL_AD_CERTIFICATE_REQUIRED;
-    return ssl_verify_invalid;
-  }
-  if (!verify_chain(e, chain, out_alert)) return ssl_verify_invalid;
-  if (e->side == KH_TLS_CLIENT && !verify_name(e, sk_X509_value(chain, 0), out_alert))
-    return ssl_verify_invalid;
-  if (!verify_policy(e, sk_X509_value(chain, 0), out_alert)) return ssl_verify_invalid;
-  return ssl_verify_ok;
+  kh_verify_params p;
+  verify_params(e, &p);
+  kh_error err;
+  if (kh_verify_chain(&p, SSL_get_peer_full_cert_chain(ssl), NULL, out_alert, &err))
+    return ssl_verify_ok;
+  snprintf(e->reason, sizeof(e->reason), "%s", err.msg);
+  return ssl_verify_invalid;
 }
 
 /* Server ALPN: our preference order, first protocol the client also offers. */
@@ -469,7 +376,13 @@ static int recheck_resumed(kh_tls_engine *e, kh_buf *out, kh_error *err) {
   STACK_OF(X509) *chain = SSL_get_peer_full_cert_chain(e->ssl);
   X509 *leaf = chain && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
   uint8_t alert = 0;
-  if (leaf != NULL && suite_allowed(e, &alert) && verify_policy(e, leaf, &alert)) return 1;
+  kh_verify_params p;
+  verify_params(e, &p);
+  kh_error why;
+  if (leaf != NULL && suite_allowed(e, &alert)) {
+    if (kh_verify_peer_check(&p, leaf, &alert, &why)) return 1;
+    snprintf(e->reason, sizeof(e->reason), "%s", why.msg);
+  }
   if (leaf == NULL) snprintf(e->reason, sizeof(e->reason), "resumed session has no peer");
   e->failed = 1;
   drain_output(e, out, err);
