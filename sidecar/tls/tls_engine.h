@@ -4,10 +4,12 @@
  *
  * Every handshake is mutual: a client presents its identity's chain; a server
  * requests and requires a client certificate. The peer chain is verified
- * against the identity's trust bundle (ca.crt); a client additionally checks
- * |expect_peers| (SPIFFE ID in a URI SAN or hostname in a DNS SAN; any one
- * suffices) and, when |expect_peers| is empty, |server_name| against the
- * peer's DNS/IP SANs. On failure the alert for the peer is in |out|. */
+ * (keys/verify.h) against the identity's trust bundle (ca.crt); a client
+ * additionally checks |expect_peers| (SPIFFE ID in a URI SAN or hostname in
+ * a DNS SAN; any one suffices) and, when |expect_peers| is empty,
+ * |server_name| against the peer's DNS/IP SANs. The identity's key signs
+ * through BoringSSL's private-key method (kh_identity_sign). On failure the
+ * alert for the peer is in |out|. */
 #ifndef KH_TLS_ENGINE_H
 #define KH_TLS_ENGINE_H
 
