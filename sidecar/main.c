@@ -225,13 +225,13 @@ static int apply_overrides(kh_policy *p, const char *const over[2], const char *
                            kh_error *err) {
   static const char *const names[2] = {"--socket-mode", "--socket-group"};
   for (size_t i = 0; limit_flags[i] != NULL; i += 2) {
-    if (!kh_limits_set(&p->limits, limit_flags[i], limit_flags[i + 1], err)) {
-      kh_error e = *err;
+    kh_error e;
+    if (!kh_limits_set(&p->limits, limit_flags[i], limit_flags[i + 1], &e)) {
       char flag[100];
       snprintf(flag, sizeof(flag), "--%s", limit_flags[i]);
       for (char *q = flag; *q; q++)
         if (*q == '_') *q = '-';
-      return kh_err(err, e.code, "%s%s", flag, strchr(e.msg, ':'));
+      return kh_err(err, e.code, "%s: %s", flag, e.msg);
     }
   }
   if (over[0] == NULL && over[1] == NULL) return 1;

@@ -349,7 +349,7 @@ static int parse_limits(ctx *c, const kh_yaml_node *n, kh_policy *p) {
     kh_error e;
     if (!want(c, n->items[i], KH_YAML_SCALAR, field)) return 0;
     if (!kh_limits_set(&p->limits, n->keys[i]->value, n->items[i]->value, &e))
-      return bad(c, n->items[i], field, "%s", strchr(e.msg, ':') + 2);
+      return bad(c, n->items[i], field, "%s", e.msg);
   }
   return 1;
 }
