@@ -12,18 +12,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "caller.h"
 #include "kh_error.h"
 #include "kh_tls.h"
 #include "kh_limits.h"
 #include "peer_check.h"
 
 #define KH_TOKEN_HASH_LEN 32
-
-typedef struct {
-  uid_t uid;
-  gid_t gid;
-  pid_t pid;
-} kh_caller;
 
 /* One identity's rules. |name| is the identity's directory name, or "*" for
  * a rule that applies to every identity without a rule of its own. */

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "caller.h"
 #include "identity.h"
 #include "kh_buf.h"
 #include "kh_error.h"
