@@ -23,7 +23,7 @@
 #define KH_SIDECAR_CHECK_MS 100
 
 struct kh_client {
-  kh_channel *channel;
+  kh_sidecar *sidecar;
 };
 
 struct kh_conn {
@@ -59,8 +59,8 @@ kh_client *kh_client_new(const char *sidecar_socket_path, kh_error *err) {
     kh_err(err, KH_ERR_NOMEM, "out of memory");
     return NULL;
   }
-  kc->channel = kh_channel_new(sidecar_socket_path, err);
-  if (kc->channel == NULL) {
+  kc->sidecar = kh_sidecar_new(sidecar_socket_path, err);
+  if (kc->sidecar == NULL) {
     free(kc);
     return NULL;
   }
@@ -69,7 +69,7 @@ kh_client *kh_client_new(const char *sidecar_socket_path, kh_error *err) {
 
 void kh_client_free(kh_client *kc) {
   if (kc == NULL) return;
-  kh_channel_free(kc->channel);
+  kh_sidecar_free(kc->sidecar);
   free(kc);
 }
 
@@ -148,7 +148,7 @@ static void send_tickets(kh_conn *c) {
   kh_stream *st = NULL;
   int ok = kh_s2a_ticket_req(c->connection_id, c->local, c->token_set ? c->token : NULL, c->tickets,
                              c->n_tickets, &req, &err) &&
-           (st = kh_stream_open(c->kc->channel, KH_S2A_METHOD, KH_TICKET_TIMEOUT_MS, &err)) &&
+           (st = kh_stream_open(c->kc->sidecar, KH_S2A_METHOD, KH_TICKET_TIMEOUT_MS, &err)) &&
            kh_stream_exchange(st, req.data, req.len, &resp, &err) &&
            kh_s2a_ticket_resp(resp.data, resp.len, &err);
   (void)ok;
@@ -259,7 +259,7 @@ static kh_conn *handshake(kh_client *kc, int fd, const kh_handshake_opts *opts, 
     ok = n > 0 && kh_s2a_hs_start(hs, buf, (size_t)n, &req, err);
   }
   if (ok)
-    ok = (st = kh_stream_open(kc->channel, KH_S2A_METHOD, (int)ms_left(&deadline), err)) != NULL;
+    ok = (st = kh_stream_open(kc->sidecar, KH_S2A_METHOD, (int)ms_left(&deadline), err)) != NULL;
   if (ok) ok = exchange(st, hs, fd, &req, &deadline, err);
   if (ok) c = conn_from_result(kc, fd, hs, is_client, opts, err);
   kh_stream_close(st, !ok);
