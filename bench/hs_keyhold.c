@@ -37,8 +37,9 @@ static void *serve(void *arg) {
     kh_error err;
     kh_conn *c = kh_accept_fd(kc, fd, &o, &err);
     if (c != NULL) {
-      kh_conn_write(c, "k", 1, &err);
-      kh_conn_close(c, &err);
+      /* A client that already left makes these fail; the bench counts
+       * handshakes on the client side only. */
+      if (!kh_conn_write(c, "k", 1, &err) || !kh_conn_close(c, &err)) kh_error_clear(&err);
       kh_conn_free(c);
     }
     close(fd);

@@ -17,7 +17,7 @@
  *   kh_conn_free(c); close(fd); kh_client_free(kc);
  *
  * Errors: every function that can fail takes a kh_error* (may be NULL) and
- * returns 0/NULL/-1 with err->code (kh_error.h) and a one-line message that
+ * returns 0/NULL/-1 with err->code (kh_code, below) and a one-line message that
  * includes the sidecar's status details when the sidecar refused. Nothing
  * from the peer or the sidecar makes libkeyhold abort.
  *
@@ -33,11 +33,83 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "kh_error.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* --- errors -------------------------------------------------------------- */
+
+#ifdef KH_BUILDING_LIBKEYHOLD
+/* libkeyhold itself uses the internal definition (common/kh_error.h). */
+#include "kh_error.h"
+#else
+/* The public copy of common/kh_error.h's error type, codes and functions,
+ * so that this header stands alone; tests/header-check.sh fails the build
+ * if the two differ. */
+#ifndef KH_ERROR_H
+#define KH_ERROR_H
+
+typedef enum {
+  KH_OK = 0,
+  /* 1..16: same numbers as gRPC status codes. */
+  KH_ERR_CANCELLED = 1,
+  KH_ERR_UNKNOWN = 2,
+  KH_ERR_INVALID_ARGUMENT = 3,
+  KH_ERR_DEADLINE_EXCEEDED = 4,
+  KH_ERR_NOT_FOUND = 5,
+  KH_ERR_PERMISSION_DENIED = 7,
+  KH_ERR_RESOURCE_EXHAUSTED = 8,
+  KH_ERR_FAILED_PRECONDITION = 9,
+  KH_ERR_ABORTED = 10,
+  KH_ERR_UNIMPLEMENTED = 12,
+  KH_ERR_INTERNAL = 13,
+  KH_ERR_UNAVAILABLE = 14, /* the sidecar cannot be reached */
+  KH_ERR_UNAUTHENTICATED = 16,
+  /* 100+: TLS, record layer and I/O. */
+  KH_ERR_HANDSHAKE = 100, /* handshake failed (reason in the message) */
+  KH_ERR_PROTOCOL = 101,  /* peer broke the TLS protocol */
+  KH_ERR_DECRYPT = 102,   /* record authentication failed */
+  KH_ERR_RECORD_OVERFLOW = 103,
+  KH_ERR_PEER_ALERT = 104, /* peer sent a fatal alert */
+  KH_ERR_CLOSED = 105,     /* connection closed (close_notify seen or sent) */
+  KH_ERR_IO = 106,         /* socket error or unexpected EOF */
+  KH_ERR_SEQ_OVERFLOW = 107,
+  KH_ERR_NOMEM = 108,
+  KH_ERR_WANT_READ = 109, /* no complete record yet: give more peer bytes, call again */
+} kh_code;
+
+/* KH_MUST_USE marks every fallible function: ignoring its result is a
+ * warning (an error under -Werror). */
+#if defined(__GNUC__) || defined(__clang__)
+#define KH_MUST_USE __attribute__((warn_unused_result))
+#else
+#define KH_MUST_USE
+#endif
+
+#define KH_ERROR_MSG_MAX 256
+
+typedef struct {
+  kh_code code;
+  char msg[KH_ERROR_MSG_MAX];
+} kh_error;
+
+/* kh_code_name returns a stable short name for |code| ("INVALID_ARGUMENT"). */
+const char *kh_code_name(kh_code code);
+
+/* kh_err sets |err| (which may be NULL) to |code| and a printf-formatted
+ * message, and returns 0 so callers can write `return kh_err(err, ...)`. */
+int kh_err(kh_error *err, kh_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* kh_error_clear resets |err| to KH_OK with an empty message. */
+void kh_error_clear(kh_error *err);
+
+/* kh_code_to_grpc maps a code to the closest gRPC status code number. */
+unsigned kh_code_to_grpc(kh_code code);
+
+#endif /* KH_ERROR_H */
+#endif /* KH_BUILDING_LIBKEYHOLD */
+
+/* --- the sidecar --------------------------------------------------------- */
 
 /* A connection to the sidecar (one gRPC channel). */
 typedef struct kh_client kh_client;
@@ -45,7 +117,7 @@ typedef struct kh_client kh_client;
 /* kh_client_new prepares a channel to the sidecar's Unix socket. It does not
  * connect yet: an unreachable sidecar is reported by the first handshake as
  * KH_ERR_UNAVAILABLE. */
-kh_client *kh_client_new(const char *sidecar_socket_path, kh_error *err);
+KH_MUST_USE kh_client *kh_client_new(const char *sidecar_socket_path, kh_error *err);
 /* A client connection uses |kc| to hand the peer's session tickets back to
  * the sidecar (for resumption): free |kc| after its connections. */
 void kh_client_free(kh_client *kc);
@@ -83,8 +155,10 @@ typedef struct kh_conn kh_conn;
 /* kh_connect_fd runs an offloaded client handshake over |fd| (a connected
  * stream socket, blocking). kh_accept_fd does the server side on an accepted
  * fd. On failure the fd is left open for the caller to close. */
-kh_conn *kh_connect_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_error *err);
-kh_conn *kh_accept_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_error *err);
+KH_MUST_USE kh_conn *kh_connect_fd(kh_client *kc, int fd, const kh_handshake_opts *opts,
+                                   kh_error *err);
+KH_MUST_USE kh_conn *kh_accept_fd(kh_client *kc, int fd, const kh_handshake_opts *opts,
+                                  kh_error *err);
 
 /* kh_conn_read returns up to |len| plaintext bytes, 0 once the peer sent
  * close_notify, -1 on error. A peer that closes the TCP connection without
@@ -92,18 +166,18 @@ kh_conn *kh_accept_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_e
  * it waits for application data; on a non-blocking fd it fails with
  * KH_ERR_WANT_READ when the records that arrived carried none (tickets,
  * KeyUpdates): poll the fd and call again. */
-ssize_t kh_conn_read(kh_conn *c, void *buf, size_t len, kh_error *err);
+KH_MUST_USE ssize_t kh_conn_read(kh_conn *c, void *buf, size_t len, kh_error *err);
 
 /* kh_conn_write encrypts and sends all |len| bytes; returns 1/0. */
-int kh_conn_write(kh_conn *c, const void *buf, size_t len, kh_error *err);
+KH_MUST_USE int kh_conn_write(kh_conn *c, const void *buf, size_t len, kh_error *err);
 
 /* kh_conn_key_update sends a KeyUpdate and switches to new write keys;
  * |request_peer| asks the peer to update its keys too. */
-int kh_conn_key_update(kh_conn *c, int request_peer, kh_error *err);
+KH_MUST_USE int kh_conn_key_update(kh_conn *c, int request_peer, kh_error *err);
 
 /* kh_conn_close sends close_notify (idempotent). Reading may continue until
  * the peer's close_notify. */
-int kh_conn_close(kh_conn *c, kh_error *err);
+KH_MUST_USE int kh_conn_close(kh_conn *c, kh_error *err);
 
 /* kh_conn_free wipes all key material and frees |c|; it does not close the fd. */
 void kh_conn_free(kh_conn *c);

@@ -174,7 +174,9 @@ static int pump(kh_conn *c, int fd) {
     if (n < 0 && err.code == KH_ERR_WANT_READ) continue;
     if (n < 0) die("%s", err.msg);
     if (n == 0) { /* peer's close_notify */
-      if (stdin_open) kh_conn_close(c, &err);
+      /* Our close_notify in answer; a peer already gone is no failure. */
+      if (stdin_open && !kh_conn_close(c, &err))
+        fprintf(stderr, "keyhold: close_notify not sent: %s\n", err.msg);
       return 0;
     }
     if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n) die("%s", "stdout write failed");
@@ -246,7 +248,8 @@ static int serve_one(client_job *j) {
     if (!j->o->echo) fwrite(buf, 1, (size_t)n, stdout), fflush(stdout);
   }
   if (rc == 0) {
-    kh_conn_close(c, &err);
+    if (!kh_conn_close(c, &err))
+      fprintf(stderr, "keyhold: client %s: close_notify not sent: %s\n", j->addr, err.msg);
     fprintf(stderr, "keyhold: client %s closed\n", j->addr);
   }
   kh_conn_free(c);
