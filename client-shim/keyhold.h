@@ -118,8 +118,8 @@ typedef struct kh_client kh_client;
  * connect yet: an unreachable sidecar is reported by the first handshake as
  * KH_ERR_UNAVAILABLE. */
 KH_MUST_USE kh_client *kh_client_new(const char *sidecar_socket_path, kh_error *err);
-/* A client connection uses |kc| to hand the peer's session tickets back to
- * the sidecar (for resumption): free |kc| after its connections. */
+/* A client connection (or session) uses |kc| to hand the peer's session
+ * tickets back to the sidecar (for resumption): free |kc| after them. */
 void kh_client_free(kh_client *kc);
 
 #define KH_MAX_PEERS 16
@@ -175,11 +175,13 @@ KH_MUST_USE int kh_conn_write(kh_conn *c, const void *buf, size_t len, kh_error 
  * |request_peer| asks the peer to update its keys too. */
 KH_MUST_USE int kh_conn_key_update(kh_conn *c, int request_peer, kh_error *err);
 
-/* kh_conn_close sends close_notify (idempotent). Reading may continue until
- * the peer's close_notify. */
+/* kh_conn_close sends close_notify (idempotent), then hands queued session
+ * tickets back (as kh_conn_flush_tickets; a failure there is ignored).
+ * Reading may continue until the peer's close_notify. */
 KH_MUST_USE int kh_conn_close(kh_conn *c, kh_error *err);
 
-/* kh_conn_free wipes all key material and frees |c|; it does not close the fd. */
+/* kh_conn_free wipes all key material, drops tickets not handed back and
+ * frees |c|; it does not close the fd. */
 void kh_conn_free(kh_conn *c);
 
 /* kh_conn_pending is the number of decrypted bytes ready to read without
@@ -198,6 +200,93 @@ typedef struct {
 
 /* kh_conn_get_info fills |out| with pointers valid until kh_conn_free. */
 void kh_conn_get_info(const kh_conn *c, kh_conn_info *out);
+
+/* kh_conn_flush_tickets hands the session tickets the peer sent so far back
+ * to the sidecar, for the next handshake's resumption (client side; one
+ * short gRPC call, at most 1 s; nothing queued: returns 1 at once). Reading
+ * never calls the sidecar: tickets wait in the connection (at most 8) until
+ * this call or kh_conn_close. A failure is reported but harmless: the
+ * tickets are dropped and the connection is unaffected. */
+KH_MUST_USE int kh_conn_flush_tickets(kh_conn *c, kh_error *err);
+
+/* --- sans-IO sessions, for event loops ------------------------------------
+ *
+ * The same connection without an fd: the application owns the socket and
+ * moves the bytes. kh_connect_fd / kh_accept_fd / kh_conn_* are built on it.
+ *
+ *   kh_session *s = kh_session_new(kc, KH_ROLE_CLIENT, &o, &err);
+ *   for (;;) {
+ *     int done = kh_session_handshake(s, &err);    // 1: established
+ *     send_all(kh_session_output(s, &n)); kh_session_output_consumed(s, n);
+ *     if (done) break;
+ *     if (err.code != KH_ERR_WANT_READ) fail;      // its alert was in the output
+ *     kh_session_feed(s, bytes_from_peer, len, &err);
+ *   }
+ *   kh_session_seal(s, "ping", 4, &err);           // records into the output
+ *   kh_session_feed(s, bytes_from_peer, len, &err);
+ *   ssize_t n = kh_session_open(s, buf, sizeof buf, &err); // -1, WANT_READ: feed more
+ *
+ * After every call, send what kh_session_output holds (handshake flights,
+ * records, KeyUpdate answers, alerts), also after a failure.
+ *
+ * Blocking: each kh_session_handshake step that has peer bytes to pass on
+ * (and the first one of a client) makes one blocking gRPC exchange with the
+ * sidecar, a local round trip bounded by the handshake deadline (an
+ * asynchronous step is for later). Nothing else blocks, except the one short
+ * gRPC call of kh_session_flush_tickets / kh_session_close when tickets are
+ * queued. A session is used by one thread at a time. */
+typedef struct kh_session kh_session;
+
+typedef enum { KH_ROLE_CLIENT = 0, KH_ROLE_SERVER = 1 } kh_role;
+
+/* kh_session_new prepares a handshake; |opts| as for kh_connect_fd (copied:
+ * the strings need not outlive the call; timeout_ms counts from now).
+ * Nothing is sent yet. */
+KH_MUST_USE kh_session *kh_session_new(kh_client *kc, kh_role role, const kh_handshake_opts *opts,
+                                       kh_error *err);
+
+/* kh_session_feed queues |len| bytes received from the peer (at most 1 MiB
+ * unprocessed: KH_ERR_RESOURCE_EXHAUSTED beyond). */
+KH_MUST_USE int kh_session_feed(kh_session *s, const void *in, size_t len, kh_error *err);
+
+/* kh_session_handshake advances the handshake with the bytes fed so far:
+ * 1 once it is established (and at once on later calls); else 0 with
+ * KH_ERR_WANT_READ when it needs more bytes from the peer, or with another
+ * code when it failed (for good). Bytes fed after the handshake's last
+ * record stay for kh_session_open. */
+KH_MUST_USE int kh_session_handshake(kh_session *s, kh_error *err);
+
+/* kh_session_output points at the bytes to send to the peer (|*out_len| of
+ * them; valid until the next call on |s|); kh_session_output_consumed drops
+ * the first |n| once they are sent (partial writes are fine). */
+const uint8_t *kh_session_output(const kh_session *s, size_t *out_len);
+void kh_session_output_consumed(kh_session *s, size_t n);
+
+/* kh_session_seal encrypts |len| bytes of application data into records
+ * (each at most 2^14 bytes of plaintext), appended to the output. */
+KH_MUST_USE int kh_session_seal(kh_session *s, const void *buf, size_t len, kh_error *err);
+
+/* kh_session_open decrypts the records fed so far: up to |len| plaintext
+ * bytes, 0 once the peer sent close_notify, -1 on error, with
+ * KH_ERR_WANT_READ when no complete record of application data is there yet
+ * (tickets and KeyUpdates are handled on the way; answers go to the output). */
+KH_MUST_USE ssize_t kh_session_open(kh_session *s, void *buf, size_t len, kh_error *err);
+
+/* kh_session_pending: decrypted bytes ready for kh_session_open. */
+size_t kh_session_pending(const kh_session *s);
+
+/* As kh_conn_key_update, kh_conn_close and kh_conn_flush_tickets, with the
+ * records going to the output. */
+KH_MUST_USE int kh_session_key_update(kh_session *s, int request_peer, kh_error *err);
+KH_MUST_USE int kh_session_close(kh_session *s, kh_error *err);
+KH_MUST_USE int kh_session_flush_tickets(kh_session *s, kh_error *err);
+
+/* kh_session_get_info: as kh_conn_get_info (empty strings until established). */
+void kh_session_get_info(const kh_session *s, kh_conn_info *out);
+
+/* kh_session_free wipes all key material, drops tickets not handed back and
+ * frees |s| (NULL: nothing). */
+void kh_session_free(kh_session *s);
 
 #ifdef __cplusplus
 }

@@ -203,6 +203,10 @@ static int cmd_connect(options *o) {
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   if (o->key_update && !kh_conn_key_update(c, 1, &err)) die("%s", err.msg);
   int rc = pump(c, fd);
+  /* Tickets that came after our close_notify (kh_conn_close hands back
+   * those before it): for the next connect's resumption. */
+  if (!kh_conn_flush_tickets(c, &err))
+    fprintf(stderr, "keyhold: session tickets not handed back: %s\n", err.msg);
   kh_conn_free(c);
   close(fd);
   kh_client_free(kc);
