@@ -7,7 +7,8 @@
 # a time; the peer's session tickets are queued by reading and reach keyholdd
 # only on kh_session_flush_tickets; the next session resumes with them; a
 # peer that is not the expected one fails the handshake with the sidecar's
-# reason.
+# reason. Server side: session_client --serve (ClientHello fed in 50-byte
+# pieces) echoes for openssl s_client.
 . "$(dirname "$0")/lib.sh"
 : "${SESSION_CLIENT:?}"
 make_pki
@@ -66,4 +67,19 @@ exits_ok "$SC" || st=$?
   && pass "session: an unexpected peer fails the handshake with the sidecar's reason" \
   || fail "s3 ($st): $(cat "$T/s3.err")"
 exec 8>&-
+
+# --- server side ---
+bg "$SESSION_CLIENT" --serve "$T/kd.sock" spiffe://example.org/server 50 2>"$T/srv1.err"
+SV=${PIDS[-1]}
+wait_for "$T/srv1.err" "listening on"
+SPORT=$(sed -n 's/.*listening on \([0-9]*\)$/\1/p' "$T/srv1.err")
+(echo "line-to-echo"; sleep 0.5) | timeout 10 openssl s_client -quiet -no_ign_eof -tls1_3 -connect "127.0.0.1:$SPORT" \
+  -cert "$P/peer/client.crt" -key "$P/peer/client.key" -CAfile "$P/ca/ca.crt" -verify_return_error \
+  >"$T/sc.out" 2>"$T/sc.err" || true
+grep -qx "line-to-echo" "$T/sc.out" && pass "server session: openssl s_client's line echoed" \
+  || fail "server session: $(cat "$T/sc.err" "$T/srv1.err")"
+exits_ok "$SV" && grep -q "established TLSv1.3 .* local=spiffe://example.org/server want_read=[1-9]" "$T/srv1.err" \
+  && grep -q "echoed 13 bytes, closed" "$T/srv1.err" \
+  && pass "server session: handshake over WANT_READ steps, echo until close_notify, exit 0" \
+  || fail "server session: $(cat "$T/srv1.err")"
 finish
