@@ -1,11 +1,14 @@
 /* keyhold.h: libkeyhold, the Keyhold client shim. The one public header.
  *
  * The application never loads a private key. It connects a TCP socket to its
- * peer and hands the fd to libkeyhold, which asks the keyholdd sidecar (over
- * a gRPC stream on a Unix socket, S2A v1) to run the TLS 1.3 handshake. The
- * sidecar returns only the session's traffic secrets; libkeyhold then
- * encrypts and decrypts records itself. The peer is any TLS 1.3 endpoint.
+ * peer and hands the fd to libkeyhold (or, from an event loop, moves the
+ * bytes itself: "sans-IO sessions" below), which asks the keyholdd sidecar
+ * (over a gRPC stream on a Unix socket, S2A v1) to run the TLS 1.3
+ * handshake. The sidecar returns only the session's traffic secrets;
+ * libkeyhold then encrypts and decrypts records itself. The peer is any
+ * TLS 1.3 endpoint.
  *
+ *   #include <keyhold/keyhold.h>                       // link: -lkeyhold
  *   kh_error err;
  *   kh_client *kc = kh_client_new("/run/keyhold/keyhold.sock", &err);
  *   kh_handshake_opts o = KH_HANDSHAKE_OPTS_INIT;
@@ -22,10 +25,10 @@
  * from the peer or the sidecar makes libkeyhold abort.
  *
  * Threads: a kh_client may be shared by threads (concurrent handshakes); a
- * kh_conn is used by one thread at a time.
+ * kh_conn or kh_session is used by one thread at a time.
  *
  * Secrets: traffic secrets and record keys live in locked memory and are
- * wiped by kh_conn_free. */
+ * wiped by kh_conn_free / kh_session_free. */
 #ifndef KEYHOLD_H
 #define KEYHOLD_H
 

@@ -67,6 +67,11 @@ START_TEST(test_nothing_before_the_handshake) {
   ck_assert_str_eq(info.peer_identity, "");
   ck_assert_int_eq(info.resumed, 0);
   kh_session_output_consumed(s, 100); /* more than there is: clamped */
+  /* A NULL kh_error is allowed everywhere. */
+  ck_assert(!kh_session_handshake(s, NULL));
+  ck_assert_int_eq(kh_session_open(s, buf, sizeof(buf), NULL), -1);
+  ck_assert(!kh_session_seal(s, "x", 1, NULL));
+  ck_assert(!kh_session_feed(s, buf, SIZE_MAX, NULL));
   kh_session_free(s);
   kh_client_free(kc);
 }
