@@ -5,7 +5,8 @@
 # the handshake fed in pieces of at most 300 bytes (partial records: WANT_READ
 # steps), the output written 100 bytes at a time, the answer fed one byte at
 # a time; the peer's session tickets are queued by reading and reach keyholdd
-# only on kh_session_flush_tickets; the next session resumes with them; a
+# only on kh_session_flush_tickets, at most 8 of them; the next session
+# resumes with them; a
 # peer that is not the expected one fails the handshake with the sidecar's
 # reason. Server side: session_client --serve (ClientHello fed in 50-byte
 # pieces) echoes for openssl s_client.
@@ -59,6 +60,28 @@ grep -q "established TLSv1.3 .* resumed" "$T/s2.err" && grep -q "$(echo hello-s2
 echo flush >&8
 exits_ok "$SC" && pass "session: resumed session closed, exit 0" || fail "s2 exit: $(tail -2 "$T/s2.err")"
 exec 8>&-
+
+# A peer that sends 12 tickets: the session keeps the first 8 (its bound),
+# all handed back by the one flush.
+port12=$(free_port)
+bg openssl s_server -tls1_3 -num_tickets 12 -Verify 1 -verify_return_error -CAfile "$P/ca/ca.crt" \
+  -cert "$P/peer/server.crt" -key "$P/peer/server.key" -accept "127.0.0.1:$port12" -rev \
+  <"$T/srv.in" >"$T/srv12.out" 2>&1
+wait_for "$T/srv12.out" ACCEPT
+keep_port=$port
+port=$port12
+n=$(stored)
+session s12 spiffe://example.org/peer-server
+wait_for "$T/s12.err" "answer read|session_client: [a-z ]+: " >/dev/null
+sleep 0.3 # the tickets after the answer's record, if any, arrive meanwhile
+echo flush >&8
+exits_ok "$SC" && grep -q "$(echo hello-s12 | rev)" "$T/s12.out" || fail "s12: $(tail -2 "$T/s12.err")"
+for _ in $(seq 100); do [ "$(stored)" -gt "$n" ] && break; sleep 0.05; done
+grep -q "stored 8 session ticket" "$T/kd.log" && ! grep -qE "stored (9|1[0-9]) session ticket" "$T/kd.log" \
+  && pass "tickets: 12 sent by the peer, the session's 8 handed back in one flush" \
+  || fail "tickets bound: $(grep stored "$T/kd.log")"
+exec 8>&-
+port=$keep_port
 
 session s3 spiffe://example.org/someone-else
 st=0
