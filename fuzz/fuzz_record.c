@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int raw = data[0] & 1;
   data++, size--;
   if (raw) {
-    kh_buf_append(&wire, data, size);
+    if (!kh_buf_append(&wire, data, size)) return 0;
   } else {
     /* chunks: [type][len][bytes...] */
     while (size >= 2) {
