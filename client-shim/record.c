@@ -1,12 +1,10 @@
 /* record.c: the shim's TLS 1.3 record layer (RFC 8446 section 5), sans-IO. */
 #include "record.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
+#include "aead.h"
 #include "kh_cursor.h"
 #include "kh_secret.h"
 #include "tls13_keys.h"
@@ -26,9 +24,8 @@ enum {
 };
 
 typedef struct {
-  kh_aead aead;
+  kh_aead aead; /* keyed with this generation's key and IV */
   uint8_t secret[KH_MAX_SECRET_LEN];
-  uint8_t iv[KH_AEAD_IV_LEN];
   uint64_t seq;
 } direction;
 
@@ -44,82 +41,16 @@ struct kh_record {
   int write_closed;
 };
 
-/* --- AEAD ---------------------------------------------------------------- */
-
-/* The ciphers are fetched once (OpenSSL 3 otherwise resolves the name again
- * on every EVP_CipherInit_ex with a built-in EVP_CIPHER). */
-enum { CIPHER_AES_128_GCM, CIPHER_AES_256_GCM, CIPHER_CHACHA20_POLY1305, CIPHER_COUNT };
-static EVP_CIPHER *g_cipher[CIPHER_COUNT];
-static pthread_once_t g_cipher_once = PTHREAD_ONCE_INIT;
-
-static void fetch_ciphers(void) {
-  static const char *const names[CIPHER_COUNT] = {"AES-128-GCM", "AES-256-GCM",
-                                                  "ChaCha20-Poly1305"};
-  for (int i = 0; i < CIPHER_COUNT; i++) g_cipher[i] = EVP_CIPHER_fetch(NULL, names[i], NULL);
-}
-
-int kh_aead_init(kh_aead *a, kh_aead_alg alg, const uint8_t *key, size_t key_len, int encrypt,
-                 kh_error *err) {
-  int which = -1;
-  if (alg == KH_AEAD_AES_GCM && key_len == 16) which = CIPHER_AES_128_GCM;
-  if (alg == KH_AEAD_AES_GCM && key_len == 32) which = CIPHER_AES_256_GCM;
-  if (alg == KH_AEAD_CHACHA20_POLY1305 && key_len == 32) which = CIPHER_CHACHA20_POLY1305;
-  if (which < 0) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "unsupported AEAD key size");
-  pthread_once(&g_cipher_once, fetch_ciphers);
-  const EVP_CIPHER *cipher = g_cipher[which];
-  if (cipher == NULL) return kh_err(err, KH_ERR_INTERNAL, "AEAD unavailable in libcrypto");
-  a->ctx = EVP_CIPHER_CTX_new();
-  a->encrypt = encrypt;
-  if (a->ctx == NULL || EVP_CipherInit_ex(a->ctx, cipher, NULL, NULL, NULL, encrypt) != 1 ||
-      EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_SET_IVLEN, KH_AEAD_IV_LEN, NULL) != 1 ||
-      EVP_CipherInit_ex(a->ctx, NULL, NULL, key, NULL, encrypt) != 1) {
-    kh_aead_cleanup(a);
-    return kh_err(err, KH_ERR_INTERNAL, "AEAD initialisation failed");
-  }
-  return 1;
-}
-
-void kh_aead_cleanup(kh_aead *a) {
-  EVP_CIPHER_CTX_free(a->ctx); /* clears key schedule */
-  a->ctx = NULL;
-}
-
-int kh_aead_seal(kh_aead *a, const uint8_t nonce[KH_AEAD_IV_LEN], const uint8_t *aad,
-                 size_t aad_len, const uint8_t *in, size_t len, uint8_t *out,
-                 uint8_t tag[KH_AEAD_TAG_LEN]) {
-  int n;
-  if (len > INT32_MAX || aad_len > INT32_MAX) return 0;
-  return EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, nonce, 1) == 1 &&
-         (aad_len == 0 || EVP_CipherUpdate(a->ctx, NULL, &n, aad, (int)aad_len) == 1) &&
-         (len == 0 || EVP_CipherUpdate(a->ctx, out, &n, in, (int)len) == 1) &&
-         EVP_CipherFinal_ex(a->ctx, out + len, &n) == 1 &&
-         EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_GET_TAG, KH_AEAD_TAG_LEN, tag) == 1;
-}
-
-int kh_aead_open(kh_aead *a, const uint8_t nonce[KH_AEAD_IV_LEN], const uint8_t *aad,
-                 size_t aad_len, const uint8_t *in, size_t len, const uint8_t tag[KH_AEAD_TAG_LEN],
-                 uint8_t *out) {
-  int n;
-  if (len > INT32_MAX || aad_len > INT32_MAX) return 0;
-  return EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, nonce, 0) == 1 &&
-         (aad_len == 0 || EVP_CipherUpdate(a->ctx, NULL, &n, aad, (int)aad_len) == 1) &&
-         (len == 0 || EVP_CipherUpdate(a->ctx, out, &n, in, (int)len) == 1) &&
-         EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_SET_TAG, KH_AEAD_TAG_LEN, (void *)tag) == 1 &&
-         EVP_CipherFinal_ex(a->ctx, out + len, &n) == 1;
-}
-
 /* --- keys ---------------------------------------------------------------- */
 
 static int direction_key(kh_record *r, direction *d, int encrypt, kh_error *err) {
-  uint8_t key[KH_AEAD_MAX_KEY];
+  uint8_t key[KH_AEAD_MAX_KEY], iv[KH_AEAD_IV_LEN];
   size_t key_len;
   kh_aead_cleanup(&d->aead);
-  int ok = kh_tls13_traffic_keys(r->suite, d->secret, r->secret_len, key, &key_len, d->iv, err) &&
-           kh_aead_init(&d->aead,
-                        r->suite == KH_SUITE_CHACHA20_POLY1305_SHA256 ? KH_AEAD_CHACHA20_POLY1305
-                                                                      : KH_AEAD_AES_GCM,
-                        key, key_len, encrypt, err);
+  int ok = kh_tls13_traffic_keys(r->suite, d->secret, r->secret_len, key, &key_len, iv, err) &&
+           kh_aead_init(&d->aead, kh_aead_alg_of(r->suite), key, key_len, iv, encrypt, err);
   kh_wipe(key, sizeof(key));
+  kh_wipe(iv, sizeof(iv));
   return ok;
 }
 
@@ -166,11 +97,6 @@ void kh_record_free(kh_record *r) {
 
 /* --- sealing ------------------------------------------------------------- */
 
-static void make_nonce(const direction *d, uint8_t nonce[KH_AEAD_IV_LEN]) {
-  memcpy(nonce, d->iv, KH_AEAD_IV_LEN);
-  for (int i = 0; i < 8; i++) nonce[KH_AEAD_IV_LEN - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));
-}
-
 /* seal_one appends one record carrying |len| <= 2^14 bytes of |type|. */
 static int seal_one(kh_record *r, uint8_t type, const uint8_t *data, size_t len, kh_buf *out,
                     kh_error *err) {
@@ -189,9 +115,8 @@ static int seal_one(kh_record *r, uint8_t type, const uint8_t *data, size_t len,
   hdr[4] = (uint8_t)clen;
   if (len) memcpy(body, data, len);
   body[len] = type;
-  uint8_t nonce[KH_AEAD_IV_LEN];
-  make_nonce(&r->wr, nonce);
-  if (!kh_aead_seal(&r->wr.aead, nonce, hdr, KH_TLS_RECORD_HEADER, body, inner, body, body + inner))
+  if (!kh_aead_seal(&r->wr.aead, r->wr.seq, hdr, KH_TLS_RECORD_HEADER, body, inner, body,
+                    body + inner))
     return kh_err(err, KH_ERR_INTERNAL, "record encryption failed");
   r->wr.seq++;
   out->len += total;
@@ -324,11 +249,8 @@ static int open_one(kh_record *r, const uint8_t hdr[KH_TLS_RECORD_HEADER], kh_cu
   size_t plen = clen - KH_AEAD_TAG_LEN;
   if (!kh_buf_reserve(app_out, plen)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
   uint8_t *pt = app_out->data + app_out->len;
-  uint8_t nonce[KH_AEAD_IV_LEN];
-  make_nonce(&r->rd, nonce);
-  if (!kh_aead_open(&r->rd.aead, nonce, hdr, KH_TLS_RECORD_HEADER, body->data, plen,
+  if (!kh_aead_open(&r->rd.aead, r->rd.seq, hdr, KH_TLS_RECORD_HEADER, body->data, plen,
                     body->data + plen, pt)) {
-    kh_wipe(pt, plen);
     kh_err(err, KH_ERR_DECRYPT, "record authentication failed (bad_record_mac)");
     return fail(r, ALERT_BAD_RECORD_MAC, to_peer);
   }

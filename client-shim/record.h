@@ -2,7 +2,7 @@
  * keyed from the traffic secrets the sidecar returns. OpenSSL 3 libcrypto.
  *
  * - key/iv via HKDF-Expand-Label; nonce = iv XOR 64-bit sequence number.
- * - AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305.
+ * - AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 (aead.h).
  * - Inner content type recovered, zero padding stripped; plaintext <= 2^14,
  *   ciphertext <= 2^14 + 256 enforced (record_overflow).
  * - KeyUpdate received (update_requested -> our own KeyUpdate queued for the
@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aead.h"
 #include "kh_buf.h"
 #include "kh_error.h"
 #include "kh_tls.h"
@@ -34,27 +35,6 @@
 #define KH_CT_APPLICATION_DATA 23
 
 typedef struct kh_record kh_record;
-
-/* The AEAD primitive under the record layer (also checked directly against
- * Wycheproof vectors): a cipher context keyed once, nonce set per call. */
-#define KH_AEAD_TAG_LEN 16
-typedef enum { KH_AEAD_AES_GCM = 0, KH_AEAD_CHACHA20_POLY1305 = 1 } kh_aead_alg;
-typedef struct {
-  void *ctx; /* EVP_CIPHER_CTX */
-  int encrypt;
-} kh_aead;
-
-int kh_aead_init(kh_aead *a, kh_aead_alg alg, const uint8_t *key, size_t key_len, int encrypt,
-                 kh_error *err);
-void kh_aead_cleanup(kh_aead *a);
-/* Seal |len| bytes (|in| may equal |out|); the tag is written to |tag|. */
-int kh_aead_seal(kh_aead *a, const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
-                 const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[KH_AEAD_TAG_LEN])
-    __attribute__((warn_unused_result));
-/* Open |len| bytes of ciphertext with |tag|; returns 0 if authentication fails. */
-int kh_aead_open(kh_aead *a, const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
-                 const uint8_t *in, size_t len, const uint8_t tag[KH_AEAD_TAG_LEN], uint8_t *out)
-    __attribute__((warn_unused_result));
 
 /* Called with each complete NewSessionTicket handshake message (4-byte
  * header included) the peer sends, for resumption. May be NULL. */

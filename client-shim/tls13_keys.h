@@ -6,11 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aead.h"
 #include "kh_error.h"
 #include "kh_tls.h"
-
-#define KH_AEAD_MAX_KEY 32
-#define KH_AEAD_IV_LEN 12
 
 /* HKDF-Expand(prk, info, out_len) (RFC 5869 2.3) with the suite's hash;
  * out_len at most 255 hash lengths. */
