@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "aead.h"
+#include "kh_builder.h"
 #include "kh_cursor.h"
 #include "kh_secret.h"
 #include "tls13_keys.h"
@@ -13,6 +14,7 @@
 #define KH_HS_NEW_SESSION_TICKET 4
 #define KH_MAX_HS_MESSAGE (64u * 1024u)
 
+enum { ALERT_LEVEL_WARNING = 1, ALERT_LEVEL_FATAL = 2 };
 enum {
   ALERT_CLOSE_NOTIFY = 0,
   ALERT_UNEXPECTED_MESSAGE = 10,
@@ -97,37 +99,50 @@ void kh_record_free(kh_record *r) {
 
 /* --- sealing ------------------------------------------------------------- */
 
-/* seal_one appends one record carrying |len| <= 2^14 bytes of |type|. */
+/* seal_one appends one record carrying |len| <= 2^14 bytes of |type|:
+ * header (type 23, legacy version, length), then content || type || tag,
+ * sealed in place with the header as additional data. */
 static int seal_one(kh_record *r, uint8_t type, const uint8_t *data, size_t len, kh_buf *out,
                     kh_error *err) {
   if (r->wr.seq == UINT64_MAX)
     return kh_err(err, KH_ERR_SEQ_OVERFLOW, "write sequence number exhausted: rekey or reconnect");
   size_t inner = len + 1;
-  size_t total = KH_TLS_RECORD_HEADER + inner + KH_AEAD_TAG_LEN;
-  if (!kh_buf_reserve(out, total)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
-  uint8_t *hdr = out->data + out->len;
+  size_t clen = inner + KH_AEAD_TAG_LEN; /* in the header, hence in the AAD: known up front */
+  kh_builder b;
+  kh_builder_init(&b, out, KH_TLS_RECORD_HEADER + KH_TLS_MAX_CIPHERTEXT);
+  kh_builder_reserve(&b, KH_TLS_RECORD_HEADER + clen);
+  kh_builder_u8(&b, KH_CT_APPLICATION_DATA);
+  kh_builder_u16(&b, KH_TLS_LEGACY_VERSION);
+  kh_builder_u16(&b, (uint32_t)clen);
+  kh_builder_bytes(&b, data, len);
+  kh_builder_u8(&b, type);
+  uint8_t *tag = kh_builder_space(&b, KH_AEAD_TAG_LEN);
+  if (!kh_builder_finish(&b, NULL, err)) return 0; /* NULL |tag| fails here too */
+  uint8_t *hdr = kh_builder_data(&b);
   uint8_t *body = hdr + KH_TLS_RECORD_HEADER;
-  size_t clen = inner + KH_AEAD_TAG_LEN;
-  hdr[0] = KH_CT_APPLICATION_DATA;
-  hdr[1] = 0x03;
-  hdr[2] = 0x03;
-  hdr[3] = (uint8_t)(clen >> 8);
-  hdr[4] = (uint8_t)clen;
-  if (len) memcpy(body, data, len);
-  body[len] = type;
-  if (!kh_aead_seal(&r->wr.aead, r->wr.seq, hdr, KH_TLS_RECORD_HEADER, body, inner, body,
-                    body + inner))
+  if (!kh_aead_seal(&r->wr.aead, r->wr.seq, hdr, KH_TLS_RECORD_HEADER, body, inner, body, tag)) {
+    kh_builder_abort(&b);
     return kh_err(err, KH_ERR_INTERNAL, "record encryption failed");
+  }
   r->wr.seq++;
-  out->len += total;
   return 1;
+}
+
+/* alert_msg builds an alert message (level, description) into |msg|. */
+static int alert_msg(uint8_t level, uint8_t desc, uint8_t msg[2], kh_error *err) {
+  kh_builder b;
+  kh_builder_init_fixed(&b, msg, 2);
+  kh_builder_u8(&b, level);
+  kh_builder_u8(&b, desc);
+  return kh_builder_finish(&b, NULL, err);
 }
 
 static int fail(kh_record *r, uint8_t alert, kh_buf *to_peer) {
   if (!r->failed && !r->write_closed && to_peer != NULL && alert != 0xff) {
-    uint8_t msg[2] = {2, alert};
-    kh_error ignored;
-    seal_one(r, KH_CT_ALERT, msg, sizeof(msg), to_peer, &ignored);
+    uint8_t msg[2];
+    kh_error ignored; /* best effort: the error being reported is the caller's */
+    if (alert_msg(ALERT_LEVEL_FATAL, alert, msg, &ignored))
+      (void)seal_one(r, KH_CT_ALERT, msg, sizeof(msg), to_peer, &ignored);
   }
   r->failed = 1;
   return 0;
@@ -147,16 +162,27 @@ int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size
 }
 
 int kh_record_key_update(kh_record *r, int request_peer, kh_buf *to_peer, kh_error *err) {
-  uint8_t msg[5] = {KH_HS_KEY_UPDATE, 0, 0, 1, request_peer ? 1 : 0};
-  if (!kh_record_seal(r, KH_CT_HANDSHAKE, msg, sizeof(msg), to_peer, err)) return 0;
+  /* struct { HandshakeType msg_type; uint24 length; KeyUpdateRequest; } */
+  uint8_t msg[5];
+  kh_builder b;
+  size_t n;
+  kh_builder_init_fixed(&b, msg, sizeof(msg));
+  kh_builder_u8(&b, KH_HS_KEY_UPDATE);
+  kh_builder_open_u24(&b);
+  kh_builder_u8(&b, request_peer ? 1 : 0);
+  kh_builder_close(&b);
+  if (!kh_builder_finish(&b, &n, err) || !kh_record_seal(r, KH_CT_HANDSHAKE, msg, n, to_peer, err))
+    return 0;
   if (!direction_update(r, &r->wr, 1, err)) return fail(r, 0xff, NULL);
   return 1;
 }
 
 int kh_record_close(kh_record *r, kh_buf *to_peer, kh_error *err) {
   if (r->write_closed) return 1;
-  uint8_t msg[2] = {1, ALERT_CLOSE_NOTIFY};
-  if (!kh_record_seal(r, KH_CT_ALERT, msg, sizeof(msg), to_peer, err)) return 0;
+  uint8_t msg[2];
+  if (!alert_msg(ALERT_LEVEL_WARNING, ALERT_CLOSE_NOTIFY, msg, err) ||
+      !kh_record_seal(r, KH_CT_ALERT, msg, sizeof(msg), to_peer, err))
+    return 0;
   r->write_closed = 1;
   return 1;
 }
@@ -249,8 +275,10 @@ static int open_one(kh_record *r, const uint8_t hdr[KH_TLS_RECORD_HEADER], kh_cu
   size_t plen = clen - KH_AEAD_TAG_LEN;
   if (!kh_buf_reserve(app_out, plen)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
   uint8_t *pt = app_out->data + app_out->len;
-  if (!kh_aead_open(&r->rd.aead, r->rd.seq, hdr, KH_TLS_RECORD_HEADER, body->data, plen,
-                    body->data + plen, pt)) {
+  kh_cursor ct; /* ciphertext; the tag is what stays in |body| */
+  if (!kh_cursor_sub(body, plen, &ct) ||
+      !kh_aead_open(&r->rd.aead, r->rd.seq, hdr, KH_TLS_RECORD_HEADER, ct.data, plen, body->data,
+                    pt)) {
     kh_err(err, KH_ERR_DECRYPT, "record authentication failed (bad_record_mac)");
     return fail(r, ALERT_BAD_RECORD_MAC, to_peer);
   }

@@ -28,6 +28,7 @@
 #define KH_TLS_MAX_PLAINTEXT 16384
 #define KH_TLS_MAX_CIPHERTEXT (16384 + 256)
 #define KH_TLS_RECORD_HEADER 5
+#define KH_TLS_LEGACY_VERSION 0x0303 /* legacy_record_version of protected records */
 
 #define KH_CT_CHANGE_CIPHER_SPEC 20
 #define KH_CT_ALERT 21
@@ -52,14 +53,14 @@ typedef struct {
 } kh_record_config;
 
 /* Secrets are copied into locked memory; the caller wipes its copies. */
-kh_record *kh_record_new(const kh_record_config *cfg, kh_error *err);
+KH_MUST_USE kh_record *kh_record_new(const kh_record_config *cfg, kh_error *err);
 /* Wipes every key and secret. */
 void kh_record_free(kh_record *r);
 
 /* kh_record_seal encrypts |len| bytes of |content_type| into as many records
  * as needed (each <= 2^14 plaintext), appended to |out|. */
-int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size_t len, kh_buf *out,
-                   kh_error *err);
+KH_MUST_USE int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size_t len,
+                               kh_buf *out, kh_error *err);
 
 /* kh_record_open processes complete records in |in| (partial trailing bytes
  * are left: |*consumed| < |in_len|). Application data goes to |app_out|;
@@ -67,15 +68,16 @@ int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size
  * |to_peer|. Returns 1 on success (including "need more bytes"), 0 on a fatal
  * error. After the peer's close_notify, kh_record_peer_closed() is 1 and
  * later bytes are ignored. */
-int kh_record_open(kh_record *r, const uint8_t *in, size_t in_len, size_t *consumed,
-                   kh_buf *app_out, kh_buf *to_peer, kh_error *err);
+KH_MUST_USE int kh_record_open(kh_record *r, const uint8_t *in, size_t in_len, size_t *consumed,
+                               kh_buf *app_out, kh_buf *to_peer, kh_error *err);
 
 /* kh_record_key_update sends a KeyUpdate (update_requested if
  * |request_peer|) and switches our write keys. */
-int kh_record_key_update(kh_record *r, int request_peer, kh_buf *to_peer, kh_error *err);
+KH_MUST_USE int kh_record_key_update(kh_record *r, int request_peer, kh_buf *to_peer,
+                                     kh_error *err);
 
 /* kh_record_close appends a close_notify alert; later seals fail. */
-int kh_record_close(kh_record *r, kh_buf *to_peer, kh_error *err);
+KH_MUST_USE int kh_record_close(kh_record *r, kh_buf *to_peer, kh_error *err);
 
 int kh_record_peer_closed(const kh_record *r);
 

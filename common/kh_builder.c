@@ -54,6 +54,15 @@ uint8_t *kh_builder_space(kh_builder *b, size_t len) {
   return p;
 }
 
+void kh_builder_reserve(kh_builder *b, size_t len) {
+  if (b->failure != NULL) return;
+  if (len > b->cap - b->len) {
+    fail(b, "output exceeds the builder's cap");
+    return;
+  }
+  if (b->buf != NULL && !kh_buf_reserve(b->buf, len)) fail(b, k_nomem);
+}
+
 static void put_be(kh_builder *b, uint32_t v, size_t width) {
   if (width < 4 && v >> (8 * width) != 0) {
     fail(b, "integer too large for its field");

@@ -60,6 +60,10 @@ void kh_builder_u24(kh_builder *b, uint32_t v);
 void kh_builder_u32(kh_builder *b, uint32_t v);
 void kh_builder_bytes(kh_builder *b, const void *data, size_t len);
 
+/* kh_builder_reserve makes room for |len| more bytes without writing them
+ * (one allocation for a message whose size is known). */
+void kh_builder_reserve(kh_builder *b, size_t len);
+
 /* kh_builder_space appends |len| bytes for the caller to fill in place
  * (e.g. an AEAD tag) and returns them, or NULL after a failure. The pointer
  * is valid until the next write to the builder. */
@@ -83,7 +87,8 @@ size_t kh_builder_len(const kh_builder *b);
  * (KH_ERR_NOMEM for memory, else KH_ERR_INVALID_ARGUMENT). */
 KH_MUST_USE int kh_builder_finish(kh_builder *b, size_t *out_len, kh_error *err);
 
-/* kh_builder_abort wipes and drops everything the builder wrote. */
+/* kh_builder_abort wipes and drops everything the builder wrote, also after
+ * a successful kh_builder_finish (e.g. when sealing the built bytes fails). */
 void kh_builder_abort(kh_builder *b);
 
 #ifdef __cplusplus

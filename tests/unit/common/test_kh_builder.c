@@ -177,6 +177,9 @@ START_TEST(test_growth_keeps_open_children) {
   kh_buf out = KH_BUF_INIT;
   kh_builder b;
   kh_builder_init(&b, &out, 1 << 20);
+  kh_builder_reserve(&b, 3);
+  ck_assert_uint_ge(out.cap, 3);
+  ck_assert_uint_eq(out.len, 0);
   kh_builder_open_u24(&b);
   for (int i = 0; i < 5000; i++) kh_builder_u16(&b, (uint32_t)i);
   kh_builder_close(&b);
@@ -185,6 +188,11 @@ START_TEST(test_growth_keeps_open_children) {
   ck_assert_uint_eq(out.len, 3 + 10000);
   ck_assert_mem_eq(out.data, "\x00\x27\x10", 3);
   ck_assert_mem_eq(out.data + 3 + 2 * 4999, "\x13\x87", 2);
+  kh_builder_abort(&b); /* after a finish, too */
+  ck_assert_uint_eq(out.len, 0);
+  kh_builder_init(&b, &out, 8);
+  kh_builder_reserve(&b, 9);
+  ck_assert(!kh_builder_finish(&b, NULL, &err));
   kh_buf_free(&out);
 }
 END_TEST
