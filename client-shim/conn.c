@@ -172,19 +172,9 @@ static kh_conn *conn_from_result(kh_client *kc, int fd, const kh_s2a_hs *hs, int
     snprintf(c->token, sizeof(c->token), "%s", opts->access_token);
     c->token_set = 1;
   }
-  kh_record_config rc = {
-      .suite = r->suite,
-      .read_secret = r->in_secret,
-      .write_secret = r->out_secret,
-      .secret_len = r->secret_len,
-      .read_seq = r->in_sequence,
-      .write_seq = r->out_sequence,
-      /* A client's session tickets go back to the sidecar for resumption. */
-      .on_ticket = is_client ? on_ticket : NULL,
-      .ticket_arg = c,
-  };
   c->fd = fd;
-  c->rec = kh_record_new(&rc, err);
+  /* A client's session tickets go back to the sidecar for resumption. */
+  c->rec = kh_record_new(&r->keys, is_client ? on_ticket : NULL, c, err);
   const kh_buf *left = kh_s2a_hs_leftover(hs);
   if (c->rec == NULL || !kh_buf_append(&c->in, left->data, left->len)) {
     if (c->rec) kh_err(err, KH_ERR_NOMEM, "out of memory");
@@ -194,7 +184,7 @@ static kh_conn *conn_from_result(kh_client *kc, int fd, const kh_s2a_hs *hs, int
   snprintf(c->alpn, sizeof(c->alpn), "%s", r->alpn);
   snprintf(c->peer, sizeof(c->peer), "%s", r->peer_identity);
   snprintf(c->local, sizeof(c->local), "%s", r->local_identity);
-  c->suite_name = kh_suite_name(r->suite);
+  c->suite_name = kh_suite_name(r->keys.suite);
   c->connection_id = r->connection_id;
   c->resumed = r->resumed;
   return c;

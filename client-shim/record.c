@@ -62,11 +62,17 @@ static int direction_update(kh_record *r, direction *d, int encrypt, kh_error *e
   return direction_key(r, d, encrypt, err);
 }
 
-kh_record *kh_record_new(const kh_record_config *cfg, kh_error *err) {
-  if ((int)cfg->suite < 0 || (int)cfg->suite >= KH_SUITE_COUNT ||
-      cfg->secret_len != kh_suite_secret_len(cfg->suite)) {
-    kh_err(err, KH_ERR_INVALID_ARGUMENT, "secret length %zu does not fit %s", cfg->secret_len,
-           kh_suite_name(cfg->suite));
+kh_record *kh_record_new(const kh_traffic_keys *keys, kh_ticket_cb on_ticket, void *ticket_arg,
+                         kh_error *err) {
+  if (keys->tls_version != KH_TLS_VERSION_1_3) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "traffic keys for TLS version 0x%04x, not 1.3",
+           keys->tls_version);
+    return NULL;
+  }
+  if ((int)keys->suite < 0 || (int)keys->suite >= KH_SUITE_COUNT ||
+      keys->secret_len != kh_suite_secret_len(keys->suite)) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "secret length %zu does not fit %s", keys->secret_len,
+           kh_suite_name(keys->suite));
     return NULL;
   }
   kh_record *r = kh_secret_alloc(sizeof(*r));
@@ -74,14 +80,14 @@ kh_record *kh_record_new(const kh_record_config *cfg, kh_error *err) {
     kh_err(err, KH_ERR_NOMEM, "out of memory");
     return NULL;
   }
-  r->suite = cfg->suite;
-  r->secret_len = cfg->secret_len;
-  memcpy(r->rd.secret, cfg->read_secret, cfg->secret_len);
-  memcpy(r->wr.secret, cfg->write_secret, cfg->secret_len);
-  r->rd.seq = cfg->read_seq;
-  r->wr.seq = cfg->write_seq;
-  r->on_ticket = cfg->on_ticket;
-  r->ticket_arg = cfg->ticket_arg;
+  r->suite = keys->suite;
+  r->secret_len = keys->secret_len;
+  memcpy(r->rd.secret, keys->in_secret, keys->secret_len);
+  memcpy(r->wr.secret, keys->out_secret, keys->secret_len);
+  r->rd.seq = keys->in_sequence;
+  r->wr.seq = keys->out_sequence;
+  r->on_ticket = on_ticket;
+  r->ticket_arg = ticket_arg;
   if (!direction_key(r, &r->rd, 0, err) || !direction_key(r, &r->wr, 1, err)) {
     kh_record_free(r);
     return NULL;

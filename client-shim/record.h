@@ -24,6 +24,7 @@
 #include "kh_buf.h"
 #include "kh_error.h"
 #include "kh_tls.h"
+#include "kh_traffic.h"
 
 #define KH_TLS_MAX_PLAINTEXT 16384
 #define KH_TLS_MAX_CIPHERTEXT (16384 + 256)
@@ -41,19 +42,12 @@ typedef struct kh_record kh_record;
  * header included) the peer sends, for resumption. May be NULL. */
 typedef void (*kh_ticket_cb)(void *arg, const uint8_t *msg, size_t len);
 
-typedef struct {
-  kh_suite suite;
-  const uint8_t *read_secret;  /* peer's application traffic secret */
-  const uint8_t *write_secret; /* ours */
-  size_t secret_len;           /* kh_suite_secret_len(suite) */
-  uint64_t read_seq;
-  uint64_t write_seq;
-  kh_ticket_cb on_ticket;
-  void *ticket_arg;
-} kh_record_config;
-
-/* Secrets are copied into locked memory; the caller wipes its copies. */
-KH_MUST_USE kh_record *kh_record_new(const kh_record_config *cfg, kh_error *err);
+/* kh_record_new keys a record layer from the traffic keys the handshake
+ * produced (version 1.3, a known suite, its secret length). The secrets are
+ * copied into locked memory (copy 4 of kh_traffic.h's list); the caller
+ * wipes its copy. |on_ticket| may be NULL. */
+KH_MUST_USE kh_record *kh_record_new(const kh_traffic_keys *keys, kh_ticket_cb on_ticket,
+                                     void *ticket_arg, kh_error *err);
 /* Wipes every key and secret. */
 void kh_record_free(kh_record *r);
 

@@ -12,14 +12,10 @@
 #include "kh_buf.h"
 #include "kh_error.h"
 #include "kh_tls.h"
+#include "kh_traffic.h"
 
 typedef struct {
-  kh_suite suite;
-  uint8_t in_secret[KH_MAX_SECRET_LEN];  /* peer's application traffic secret */
-  uint8_t out_secret[KH_MAX_SECRET_LEN]; /* ours */
-  size_t secret_len;
-  uint64_t in_sequence;
-  uint64_t out_sequence;
+  kh_traffic_keys keys; /* for kh_record_new, as the sidecar returned them */
   uint64_t connection_id;
   int resumed;
   char alpn[256];
