@@ -317,9 +317,12 @@ static int open_one(kh_record *r, const uint8_t hdr[KH_TLS_RECORD_HEADER], kh_cu
       return handle_handshake(r, to_peer, err);
     }
     case KH_CT_ALERT: {
-      uint8_t level = pt[0], desc = n == 2 ? pt[1] : 0;
+      kh_cursor alert;
+      uint8_t level = 0, desc = 0;
+      kh_cursor_init(&alert, pt, n);
+      int well_formed = n == 2 && kh_cursor_u8(&alert, &level) && kh_cursor_u8(&alert, &desc);
       kh_wipe(pt, plen);
-      if (n != 2) {
+      if (!well_formed) {
         kh_err(err, KH_ERR_PROTOCOL, "malformed alert");
         return fail(r, ALERT_DECODE_ERROR, to_peer);
       }
