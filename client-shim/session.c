@@ -198,18 +198,8 @@ static void on_ticket(void *arg, const uint8_t *msg, size_t len) {
  * bytes the handshake did not consume as its first input. */
 static int keyed(kh_session *s, kh_error *err) {
   const kh_s2a_result *r = kh_s2a_hs_result(s->hs);
-  kh_record_config rc = {
-      .suite = r->suite,
-      .read_secret = r->in_secret,
-      .write_secret = r->out_secret,
-      .secret_len = r->secret_len,
-      .read_seq = r->in_sequence,
-      .write_seq = r->out_sequence,
-      /* A client's session tickets go back to the sidecar for resumption. */
-      .on_ticket = s->is_client ? on_ticket : NULL,
-      .ticket_arg = s,
-  };
-  s->rec = kh_record_new(&rc, err);
+  /* A client's session tickets go back to the sidecar for resumption. */
+  s->rec = kh_record_new(&r->keys, s->is_client ? on_ticket : NULL, s, err);
   const kh_buf *left = kh_s2a_hs_leftover(s->hs);
   /* The leftover came before anything fed since (today nothing: each step
    * passes all input on). */
@@ -225,7 +215,7 @@ static int keyed(kh_session *s, kh_error *err) {
   snprintf(s->alpn, sizeof(s->alpn), "%s", r->alpn);
   snprintf(s->peer, sizeof(s->peer), "%s", r->peer_identity);
   snprintf(s->local, sizeof(s->local), "%s", r->local_identity);
-  s->suite_name = kh_suite_name(r->suite);
+  s->suite_name = kh_suite_name(r->keys.suite);
   s->connection_id = r->connection_id;
   s->resumed = r->resumed;
   return 1;

@@ -18,7 +18,7 @@
 
 static void pack(const S2a__Proto__SessionReq *r, kh_buf *out) {
   kh_buf_reset(out);
-  kh_buf_reserve(out, s2a__proto__session_req__get_packed_size(r));
+  if (!kh_buf_reserve(out, s2a__proto__session_req__get_packed_size(r))) abort();
   out->len = s2a__proto__session_req__pack(r, out->data);
 }
 
@@ -161,10 +161,10 @@ int main(int argc, char **argv) {
     client_start(&m[1], "spiffe://example.org/client");
     n = 2;
   } else if (strcmp(which, "garbage") == 0) {
-    kh_buf_append(&m[0], "\xff\xff\xff\xff\x0f garbage", 13);
+    if (!kh_buf_append(&m[0], "\xff\xff\xff\xff\x0f garbage", 13)) abort();
   } else if (strcmp(which, "no-request") == 0) {
     /* an empty SessionReq: valid protobuf, no oneof set */
-    kh_buf_append(&m[0], "", 0);
+    if (!kh_buf_append(&m[0], "", 0)) abort();
   } else if (strcmp(which, "empty-next") == 0) {
     client_start(&m[0], "spiffe://example.org/client");
     next(&m[1], NULL, 0);
