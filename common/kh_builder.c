@@ -33,7 +33,7 @@ size_t kh_builder_len(const kh_builder *b) {
   return b->len;
 }
 
-uint8_t *kh_builder_space(kh_builder *b, size_t len) {
+uint8_t *kh_builder_space_slow(kh_builder *b, size_t len) {
   if (b->failure != NULL) return NULL;
   if (len > b->cap - b->len) {
     fail(b, "output exceeds the builder's cap");
@@ -63,33 +63,8 @@ void kh_builder_reserve(kh_builder *b, size_t len) {
   if (b->buf != NULL && !kh_buf_reserve(b->buf, len)) fail(b, k_nomem);
 }
 
-static void put_be(kh_builder *b, uint32_t v, size_t width) {
-  if (width < 4 && v >> (8 * width) != 0) {
-    fail(b, "integer too large for its field");
-    return;
-  }
-  uint8_t *p = kh_builder_space(b, width);
-  if (p == NULL) return;
-  for (size_t i = 0; i < width; i++) p[i] = (uint8_t)(v >> (8 * (width - 1 - i)));
-}
-
-void kh_builder_u8(kh_builder *b, uint32_t v) {
-  put_be(b, v, 1);
-}
-void kh_builder_u16(kh_builder *b, uint32_t v) {
-  put_be(b, v, 2);
-}
-void kh_builder_u24(kh_builder *b, uint32_t v) {
-  put_be(b, v, 3);
-}
-void kh_builder_u32(kh_builder *b, uint32_t v) {
-  put_be(b, v, 4);
-}
-
-void kh_builder_bytes(kh_builder *b, const void *data, size_t len) {
-  if (len == 0) return;
-  uint8_t *p = kh_builder_space(b, len);
-  if (p != NULL) memcpy(p, data, len);
+void kh_builder_fail(kh_builder *b, const char *why) {
+  fail(b, why);
 }
 
 static void open_child(kh_builder *b, uint8_t width) {

@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kh_buf.h"
 #include "kh_error.h"
@@ -53,13 +54,6 @@ void kh_builder_init(kh_builder *b, kh_buf *out, size_t cap);
 /* kh_builder_init_fixed writes into |mem|, at most |cap| bytes. */
 void kh_builder_init_fixed(kh_builder *b, uint8_t *mem, size_t cap);
 
-/* Big-endian integers; a value too large for its width is a failure. */
-void kh_builder_u8(kh_builder *b, uint32_t v);
-void kh_builder_u16(kh_builder *b, uint32_t v);
-void kh_builder_u24(kh_builder *b, uint32_t v);
-void kh_builder_u32(kh_builder *b, uint32_t v);
-void kh_builder_bytes(kh_builder *b, const void *data, size_t len);
-
 /* kh_builder_reserve makes room for |len| more bytes without writing them
  * (one allocation for a message whose size is known). */
 void kh_builder_reserve(kh_builder *b, size_t len);
@@ -67,7 +61,49 @@ void kh_builder_reserve(kh_builder *b, size_t len);
 /* kh_builder_space appends |len| bytes for the caller to fill in place
  * (e.g. an AEAD tag) and returns them, or NULL after a failure. The pointer
  * is valid until the next write to the builder. */
-KH_MUST_USE uint8_t *kh_builder_space(kh_builder *b, size_t len);
+KH_MUST_USE uint8_t *kh_builder_space_slow(kh_builder *b, size_t len);
+void kh_builder_fail(kh_builder *b, const char *why);
+
+/* The writers are inline: the record layer builds a header per record, and
+ * the fixed-size path must cost no more than the stores themselves. The
+ * growing mode, the cap and failures take kh_builder_space_slow. */
+KH_MUST_USE static inline uint8_t *kh_builder_space(kh_builder *b, size_t len) {
+  if (b->buf == NULL && b->failure == NULL && len <= b->cap - b->len) {
+    uint8_t *p = b->mem + b->len;
+    b->len += len;
+    return p;
+  }
+  return kh_builder_space_slow(b, len);
+}
+
+static inline void kh_builder__put_be(kh_builder *b, uint32_t v, size_t width) {
+  if (width < 4 && v >> (8 * width) != 0) {
+    kh_builder_fail(b, "integer too large for its field");
+    return;
+  }
+  uint8_t *p = kh_builder_space(b, width);
+  if (p == NULL) return;
+  for (size_t i = 0; i < width; i++) p[i] = (uint8_t)(v >> (8 * (width - 1 - i)));
+}
+
+/* Big-endian integers; a value too large for its width is a failure. */
+static inline void kh_builder_u8(kh_builder *b, uint32_t v) {
+  kh_builder__put_be(b, v, 1);
+}
+static inline void kh_builder_u16(kh_builder *b, uint32_t v) {
+  kh_builder__put_be(b, v, 2);
+}
+static inline void kh_builder_u24(kh_builder *b, uint32_t v) {
+  kh_builder__put_be(b, v, 3);
+}
+static inline void kh_builder_u32(kh_builder *b, uint32_t v) {
+  kh_builder__put_be(b, v, 4);
+}
+static inline void kh_builder_bytes(kh_builder *b, const void *data, size_t len) {
+  if (len == 0) return;
+  uint8_t *p = kh_builder_space(b, len);
+  if (p != NULL) memcpy(p, data, len);
+}
 
 /* kh_builder_open_u8 / u16 / u24 start a child with a length prefix of that
  * width; kh_builder_close ends the innermost open child. */
