@@ -265,7 +265,7 @@ static int check_rules_exist(const kh_policy *p, const kh_identity_store *store,
     if (strcmp(name, "*") == 0) continue;
     size_t j = 0;
     while (j < kh_identity_store_count(store) &&
-           strcmp(kh_identity_store_get(store, j)->dir_name, name) != 0)
+           strcmp(kh_identity_dir_name(kh_identity_store_get(store, j)), name) != 0)
       j++;
     if (j == kh_identity_store_count(store))
       return kh_err(err, KH_ERR_NOT_FOUND, "%s:%u:3: identities.%.60s: no such identity in %.200s",

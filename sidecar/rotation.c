@@ -120,7 +120,7 @@ kh_rotation *kh_rotation_new(kh_identity_store *store, volatile sig_atomic_t *re
     return NULL;
   }
   for (size_t i = 0; i < kh_identity_store_count(store); i++)
-    add_watch(r, kh_identity_store_get(store, i)->dir_name);
+    add_watch(r, kh_identity_dir_name(kh_identity_store_get(store, i)));
   return r;
 }
 

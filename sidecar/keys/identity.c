@@ -11,21 +11,34 @@
 #include <sys/stat.h>
 
 #include <openssl/bio.h>
-#include <openssl/bytestring.h>
 #include <openssl/digest.h>
-#include <openssl/ec.h>
-#include <openssl/ec_key.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "kh_log.h"
 #include "kh_secret.h"
 
-#define KH_MAX_PEM_FILE (1u << 20) /* 1 MiB: far above any real chain or key */
+#define KH_MAX_PEM_FILE (1u << 20) /* 1 MiB: far above any real chain */
+
+struct kh_identity {
+  char *dir_name;  /* sub-directory name, for logs and the policy */
+  char *spiffe_id; /* URI SAN spiffe://..., or NULL */
+  char *dns_names[KH_MAX_DNS_NAMES];
+  size_t dns_count;
+  STACK_OF(X509) * chain; /* leaf first */
+  kh_key *key;            /* behind key.h; never logged or returned */
+  X509_STORE *trust;      /* from ca.crt */
+  uint8_t leaf_fingerprint[KH_SHA256_LEN];
+  int refs; /* kh_identity_ref / kh_identity_unref (atomic: any thread) */
+  /* Attachments (kh_identity_attachment): written once under |attach_mu|,
+   * read with acquire loads. */
+  pthread_mutex_t attach_mu;
+  void *attached[KH_IDENTITY_SLOTS];
+  void (*detach[KH_IDENTITY_SLOTS])(void *value);
+};
 
 /* |mu| guards ids[] and count against kh_identity_store_reload (rotation, on
  * the event loop) while handshakes on the crypto workers look identities up
@@ -38,8 +51,8 @@ struct kh_identity_store {
   char *dir;
 };
 
-/* read_file reads a whole file (bounded) into |*out|; the caller frees it
- * with kh_secret_free(*out, *out_len) because key files pass through here. */
+/* read_file reads a whole file (bounded) into |*out|, locked memory of
+ * KH_MAX_PEM_FILE + 1 bytes that the caller frees with kh_secret_free. */
 static int read_file(const char *path, uint8_t **out, size_t *out_len, kh_error *err) {
   FILE *f = fopen(path, "rb");
   if (f == NULL) return kh_err(err, KH_ERR_NOT_FOUND, "cannot open %s: %s", path, strerror(errno));
@@ -61,19 +74,9 @@ static int read_file(const char *path, uint8_t **out, size_t *out_len, kh_error 
   return 1;
 }
 
-static void ssl_reason(char *out, size_t out_len) {
-  unsigned long e = ERR_get_error();
-  if (e == 0) {
-    snprintf(out, out_len, "no PEM data");
-  } else {
-    ERR_error_string_n(e, out, out_len);
-  }
-  ERR_clear_error();
-}
-
 static STACK_OF(X509) * load_certs(const char *path, kh_error *err) {
-  uint8_t *data;
-  size_t len;
+  uint8_t *data = NULL;
+  size_t len = 0;
   if (!read_file(path, &data, &len, err)) return NULL;
   BIO *bio = BIO_new_mem_buf(data, (int)len);
   STACK_OF(X509) *certs = sk_X509_new_null();
@@ -98,50 +101,6 @@ static STACK_OF(X509) * load_certs(const char *path, kh_error *err) {
   return certs;
 }
 
-static int check_key_type(EVP_PKEY *key, const char *path, kh_error *err) {
-  switch (EVP_PKEY_id(key)) {
-    case EVP_PKEY_RSA:
-      if (EVP_PKEY_bits(key) < 2048)
-        return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: RSA key of %d bits (minimum 2048)", path,
-                      EVP_PKEY_bits(key));
-      return 1;
-    case EVP_PKEY_ED25519: return 1;
-    case EVP_PKEY_EC: {
-      const EC_GROUP *g = EC_KEY_get0_group(EVP_PKEY_get0_EC_KEY(key));
-      int nid = g ? EC_GROUP_get_curve_name(g) : 0;
-      if (nid == NID_X9_62_prime256v1 || nid == NID_secp384r1) return 1;
-      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: EC curve not supported (P-256, P-384 only)",
-                    path);
-    }
-    default:
-      return kh_err(err, KH_ERR_INVALID_ARGUMENT,
-                    "%s: unsupported key type (ECDSA P-256/P-384, RSA, Ed25519)", path);
-  }
-}
-
-/* PEM_read_bio_PrivateKey accepts PKCS#8, SEC1 and PKCS#1 PEM blocks. */
-static EVP_PKEY *load_key(const char *path, kh_error *err) {
-  uint8_t *data;
-  size_t len;
-  if (!read_file(path, &data, &len, err)) return NULL;
-  BIO *bio = BIO_new_mem_buf(data, (int)len);
-  EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-  BIO_free(bio);
-  kh_secret_free(data, KH_MAX_PEM_FILE + 1);
-  if (key == NULL) {
-    char why[160];
-    ssl_reason(why, sizeof(why));
-    /* The reason names a parse step, never key bytes. */
-    kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: not a PEM private key (%s)", path, why);
-    return NULL;
-  }
-  if (!check_key_type(key, path, err)) {
-    EVP_PKEY_free(key);
-    return NULL;
-  }
-  return key;
-}
-
 static char *copy_asn1_string(const ASN1_IA5STRING *s) {
   const unsigned char *p = ASN1_STRING_get0_data(s);
   int n = ASN1_STRING_length(s);
@@ -153,12 +112,12 @@ static char *copy_asn1_string(const ASN1_IA5STRING *s) {
   return out;
 }
 
-int kh_x509_names(X509 *leaf, char **out_spiffe, char **out_dns, size_t *out_dns_count,
-                  size_t max_dns) {
+void kh_x509_names(X509 *leaf, char **out_spiffe, char **out_dns, size_t *out_dns_count,
+                   size_t max_dns) {
   *out_spiffe = NULL;
   *out_dns_count = 0;
   GENERAL_NAMES *sans = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
-  if (sans == NULL) return 1;
+  if (sans == NULL) return;
   for (size_t i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
     const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
     if (gn->type == GEN_URI && *out_spiffe == NULL) {
@@ -174,7 +133,6 @@ int kh_x509_names(X509 *leaf, char **out_spiffe, char **out_dns, size_t *out_dns
     }
   }
   GENERAL_NAMES_free(sans);
-  return 1;
 }
 
 static int fingerprint(X509 *x, uint8_t out[KH_SHA256_LEN]) {
@@ -197,15 +155,29 @@ static X509_STORE *load_trust(const char *path, kh_error *err) {
   return store;
 }
 
+/* key_matches: is |key|'s public half the one |leaf| certifies? */
+static int key_matches(X509 *leaf, const kh_key *key) {
+  kh_error ignored;
+  EVP_PKEY *pub = kh_key_public(key, &ignored);
+  EVP_PKEY *cert_pub = X509_get_pubkey(leaf);
+  int ok = pub != NULL && cert_pub != NULL && EVP_PKEY_cmp(pub, cert_pub) == 1;
+  EVP_PKEY_free(pub);
+  EVP_PKEY_free(cert_pub);
+  ERR_clear_error();
+  return ok;
+}
+
 static void identity_destroy(kh_identity *id) {
   free(id->dir_name);
   free(id->spiffe_id);
   for (size_t i = 0; i < id->dns_count; i++) free(id->dns_names[i]);
   sk_X509_pop_free(id->chain, X509_free);
-  EVP_PKEY_free(id->key); /* BoringSSL clears key material on free */
+  kh_key_free(id->key);
   X509_STORE_free(id->trust);
-  SSL_CTX_free(id->tls_ctx[0]);
-  SSL_CTX_free(id->tls_ctx[1]);
+  for (size_t i = 0; i < KH_IDENTITY_SLOTS; i++) {
+    if (id->attached[i] != NULL) id->detach[i](id->attached[i]);
+  }
+  pthread_mutex_destroy(&id->attach_mu);
   kh_wipe(id, sizeof(*id));
   free(id);
 }
@@ -218,17 +190,17 @@ kh_identity *kh_identity_load(const char *dir, kh_error *err) {
     return NULL;
   }
   id->refs = 1;
+  pthread_mutex_init(&id->attach_mu, NULL);
   const char *base = strrchr(dir, '/');
   id->dir_name = strdup(base && base[1] ? base + 1 : dir);
   snprintf(path, sizeof(path), "%s/tls.crt", dir);
   if ((id->chain = load_certs(path, err)) == NULL) goto fail;
   snprintf(path, sizeof(path), "%s/tls.key", dir);
-  if ((id->key = load_key(path, err)) == NULL) goto fail;
+  if ((id->key = kh_key_file_load(path, err)) == NULL) goto fail;
   snprintf(path, sizeof(path), "%s/ca.crt", dir);
   if ((id->trust = load_trust(path, err)) == NULL) goto fail;
   X509 *leaf = sk_X509_value(id->chain, 0);
-  if (!X509_check_private_key(leaf, id->key)) {
-    ERR_clear_error();
+  if (!key_matches(leaf, id->key)) {
     kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: tls.key does not match the tls.crt leaf", dir);
     goto fail;
   }
@@ -270,6 +242,69 @@ int kh_identity_matches(const kh_identity *id, const char *name) {
     if (strcasecmp(id->dns_names[i], name) == 0) return 1;
   }
   return 0;
+}
+
+const char *kh_identity_dir_name(const kh_identity *id) {
+  return id->dir_name;
+}
+
+const char *kh_identity_spiffe_id(const kh_identity *id) {
+  return id->spiffe_id;
+}
+
+size_t kh_identity_dns_count(const kh_identity *id) {
+  return id->dns_count;
+}
+
+const char *kh_identity_dns_name(const kh_identity *id, size_t i) {
+  return i < id->dns_count ? id->dns_names[i] : NULL;
+}
+
+const STACK_OF(X509) * kh_identity_chain(const kh_identity *id) {
+  return id->chain;
+}
+
+X509 *kh_identity_leaf(const kh_identity *id) {
+  return sk_X509_value(id->chain, 0);
+}
+
+X509_STORE *kh_identity_trust(const kh_identity *id) {
+  return id->trust;
+}
+
+const uint8_t *kh_identity_fingerprint(const kh_identity *id) {
+  return id->leaf_fingerprint;
+}
+
+kh_key_type kh_identity_key_type(const kh_identity *id) {
+  return kh_key_get_type(id->key);
+}
+
+size_t kh_identity_sigalgs(const kh_identity *id, uint16_t *out, size_t max_out) {
+  return kh_key_sigalgs(id->key, out, max_out);
+}
+
+int kh_identity_sign(const kh_identity *id, uint16_t sigalg, const uint8_t *in, size_t in_len,
+                     uint8_t *out, size_t *out_len, size_t max_out, kh_error *err) {
+  return kh_key_sign(id->key, sigalg, in, in_len, out, out_len, max_out, err);
+}
+
+void *kh_identity_attachment(kh_identity *id, kh_identity_slot slot,
+                             void *(*make)(const kh_identity *id, void *arg, kh_error *err),
+                             void (*destroy)(void *value), void *arg, kh_error *err) {
+  if ((unsigned)slot >= KH_IDENTITY_SLOTS) {
+    kh_err(err, KH_ERR_INTERNAL, "no attachment slot %d", (int)slot);
+    return NULL;
+  }
+  void *v = __atomic_load_n(&id->attached[slot], __ATOMIC_ACQUIRE);
+  if (v != NULL) return v;
+  pthread_mutex_lock(&id->attach_mu);
+  if ((v = id->attached[slot]) == NULL && (v = make(id, arg, err)) != NULL) {
+    id->detach[slot] = destroy;
+    __atomic_store_n(&id->attached[slot], v, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&id->attach_mu);
+  return v;
 }
 
 static int cmp_names(const void *a, const void *b) {

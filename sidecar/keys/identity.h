@@ -11,54 +11,99 @@
 
 #include <stddef.h>
 #include <openssl/base.h>
-#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "key.h"
 #include "kh_error.h"
 #include "kh_tls.h"
 
 #define KH_MAX_DNS_NAMES 32
 #define KH_MAX_IDENTITIES 256
 
-typedef struct kh_identity {
-  char *dir_name;  /* sub-directory name, for logs */
-  char *spiffe_id; /* URI SAN spiffe://..., or NULL */
-  char *dns_names[KH_MAX_DNS_NAMES];
-  size_t dns_count;
-  STACK_OF(X509) * chain; /* leaf first */
-  EVP_PKEY *key;          /* private key; never logged or returned */
-  X509_STORE *trust;      /* from ca.crt */
-  uint8_t leaf_fingerprint[KH_SHA256_LEN];
-  int refs; /* kh_identity_ref / kh_identity_unref (atomic: any thread) */
-  /* TLS contexts (client, server), built by the TLS engine on the
-   * identity's first handshake on that side and shared by the later ones;
-   * freed with the identity. */
-  SSL_CTX *tls_ctx[2];
-} kh_identity;
+/* An identity is opaque: its names, certificate chain, trust bundle and
+ * fingerprint are read through the accessors below, and its private key is
+ * used only through kh_identity_sign (the key itself sits behind key.h's
+ * backend interface and never leaves identity.c). Identities are immutable
+ * once loaded, except for the attachment slots; reference-counted, atomic. */
+typedef struct kh_identity kh_identity;
 
-/* kh_identity_load loads one identity directory. */
-kh_identity *kh_identity_load(const char *dir, kh_error *err);
+/* kh_identity_load loads one identity directory (file key backend). */
+KH_MUST_USE kh_identity *kh_identity_load(const char *dir, kh_error *err);
 kh_identity *kh_identity_ref(kh_identity *id);
 void kh_identity_unref(kh_identity *id);
 
 /* kh_identity_name is the identity's primary name: the SPIFFE ID if present,
  * else the first DNS name, else the directory name. */
 const char *kh_identity_name(const kh_identity *id);
+/* The sub-directory name (what the policy and rotation call it). */
+const char *kh_identity_dir_name(const kh_identity *id);
+/* The URI SAN spiffe://..., or NULL. */
+const char *kh_identity_spiffe_id(const kh_identity *id);
+size_t kh_identity_dns_count(const kh_identity *id);
+const char *kh_identity_dns_name(const kh_identity *id, size_t i); /* NULL past the end */
 
 /* kh_identity_matches returns 1 if |id|'s certificate carries |name| as its
  * SPIFFE ID (when |name| starts with "spiffe://") or as a DNS SAN. */
 int kh_identity_matches(const kh_identity *id, const char *name);
 
+/* The certificate chain, leaf first (borrowed, lives as long as |id|). */
+const STACK_OF(X509) * kh_identity_chain(const kh_identity *id);
+X509 *kh_identity_leaf(const kh_identity *id);
+/* The trust bundle (ca.crt) peers are verified against (borrowed). */
+X509_STORE *kh_identity_trust(const kh_identity *id);
+/* SHA-256 of the leaf's DER (KH_SHA256_LEN bytes, borrowed). */
+const uint8_t *kh_identity_fingerprint(const kh_identity *id);
+
+kh_key_type kh_identity_key_type(const kh_identity *id);
+
+/* kh_identity_sigalgs writes the TLS SignatureSchemes the identity's key can
+ * sign with, in preference order, and returns how many (at most |max_out|;
+ * KH_MAX_SIGALGS always suffices). */
+size_t kh_identity_sigalgs(const kh_identity *id, uint16_t *out, size_t max_out);
+
+/* kh_identity_sign signs |in| with the identity's key and scheme |sigalg|
+ * (a TLS SignatureScheme that fits the key: see kh_identity_sigalgs) into
+ * |out|, at most |max_out| bytes (KH_MAX_SIGNATURE always suffices), and
+ * sets |*out_len|. Safe from any thread. */
+KH_MUST_USE int kh_identity_sign(const kh_identity *id, uint16_t sigalg, const uint8_t *in,
+                                 size_t in_len, uint8_t *out, size_t *out_len, size_t max_out,
+                                 kh_error *err);
+
+/* Attachment slots: state that another layer derives from an identity and
+ * that must live exactly as long as it, e.g. the TLS engine's contexts
+ * (built on the identity's first handshake on a side, shared by the later
+ * ones). The identity owns what is attached and frees it with the
+ * destructor when its last reference goes; a rotated identity takes its
+ * attachments with it, while running handshakes keep the old identity. A
+ * slot rather than a table in the other layer keyed by identity: such a
+ * table would need the identity to tell it when it goes anyway, and could
+ * mistake a new identity at a freed one's address for the old one. */
+typedef enum {
+  KH_IDENTITY_SLOT_TLS_CLIENT = 0,
+  KH_IDENTITY_SLOT_TLS_SERVER = 1,
+  KH_IDENTITY_SLOTS = 4,
+} kh_identity_slot;
+
+/* kh_identity_attachment returns what is attached in |slot|, or calls
+ * |make(id, arg, err)| to build it and attaches it with |destroy|. Builds
+ * are serialised (handshakes of one identity may start on several threads
+ * at once); an attached value is read without a lock. NULL (with |err| from
+ * |make|) if the build fails; a later call tries again. */
+KH_MUST_USE void *kh_identity_attachment(kh_identity *id, kh_identity_slot slot,
+                                         void *(*make)(const kh_identity *id, void *arg,
+                                                       kh_error *err),
+                                         void (*destroy)(void *value), void *arg, kh_error *err);
+
 /* kh_x509_names extracts a certificate's SPIFFE ID (first spiffe:// URI SAN,
  * malloc'd, or NULL) and up to |max_dns| DNS SANs (malloc'd). */
-int kh_x509_names(X509 *leaf, char **out_spiffe, char **out_dns, size_t *out_dns_count,
-                  size_t max_dns);
+void kh_x509_names(X509 *leaf, char **out_spiffe, char **out_dns, size_t *out_dns_count,
+                   size_t max_dns);
 
 typedef struct kh_identity_store kh_identity_store;
 
 /* kh_identity_store_load loads every sub-directory of |dir|. Fails if the
  * directory cannot be read, if any identity fails to load, or if none is found. */
-kh_identity_store *kh_identity_store_load(const char *dir, kh_error *err);
+KH_MUST_USE kh_identity_store *kh_identity_store_load(const char *dir, kh_error *err);
 void kh_identity_store_free(kh_identity_store *store);
 size_t kh_identity_store_count(const kh_identity_store *store);
 const kh_identity *kh_identity_store_get(const kh_identity_store *store, size_t i);
@@ -69,19 +114,19 @@ const kh_identity *kh_identity_store_get(const kh_identity_store *store, size_t 
  * The returned pointer is borrowed; take a reference to keep it. Not
  * safe against a concurrent reload: threads other than the one reloading
  * use kh_identity_store_find_ref. */
-kh_identity *kh_identity_store_find(const kh_identity_store *store, const char *name,
-                                    kh_error *err);
+KH_MUST_USE kh_identity *kh_identity_store_find(const kh_identity_store *store, const char *name,
+                                                kh_error *err);
 /* kh_identity_store_find_ref: the same lookup, returning a new reference,
  * under the store's lock (safe from any thread while the store reloads). */
-kh_identity *kh_identity_store_find_ref(const kh_identity_store *store, const char *name,
-                                        kh_error *err);
+KH_MUST_USE kh_identity *kh_identity_store_find_ref(const kh_identity_store *store,
+                                                    const char *name, kh_error *err);
 
 /* kh_identity_store_reload (re)loads sub-directory |name| of the store's
  * directory and swaps it in atomically: handshakes already running keep the
  * identity they started with, new ones get the new one. If the new files do
  * not load (half-written, key/cert mismatch, ...) the previous identity stays
  * in service and 0 is returned with |err| set. A new |name| is added. */
-int kh_identity_store_reload(kh_identity_store *store, const char *name, kh_error *err);
+KH_MUST_USE int kh_identity_store_reload(kh_identity_store *store, const char *name, kh_error *err);
 const char *kh_identity_store_dir(const kh_identity_store *store);
 
 #endif /* KH_IDENTITY_H */

@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "kh_cursor.h"
 #include "kh_secret.h"
 
 #define KEY_LEN 48
@@ -79,40 +80,75 @@ static int hexval(int c) {
                                   : -1;
 }
 
+/* next_line splits the next line (without its '\n') off |c|; 0 at the end. */
+static int next_line(kh_cursor *c, kh_cursor *line) {
+  if (kh_cursor_left(c) == 0) return 0;
+  kh_cursor probe = *c;
+  size_t n = 0;
+  uint8_t b;
+  while (kh_cursor_u8(&probe, &b) && b != '\n') n++;
+  if (!kh_cursor_sub(c, n, line)) return 0;
+  (void)kh_cursor_skip(c, 1); /* the '\n'; absent on a last line without one */
+  return 1;
+}
+
+/* trim drops leading and trailing white space from |line|. */
+static void trim(kh_cursor *line) {
+  kh_cursor probe = *line;
+  size_t i = 0, first = 0, end = 0;
+  uint8_t b;
+  while (kh_cursor_u8(&probe, &b)) {
+    i++;
+    if (isspace(b)) continue;
+    if (end == 0) first = i - 1;
+    end = i;
+  }
+  kh_cursor rest = *line;
+  if (!kh_cursor_skip(&rest, first) || !kh_cursor_sub(&rest, end - first, line))
+    kh_cursor_init(line, NULL, 0);
+}
+
+/* hex_byte reads two hex digits off |c|. */
+static int hex_byte(kh_cursor *c, uint8_t *out) {
+  uint8_t a, b;
+  if (!kh_cursor_u8(c, &a) || !kh_cursor_u8(c, &b)) return 0;
+  int hi = hexval(a), lo = hexval(b);
+  if (hi < 0 || lo < 0) return 0;
+  *out = (uint8_t)(hi << 4 | lo);
+  return 1;
+}
+
 kh_ticket_keys *kh_ticket_keys_parse(const char *text, size_t len, kh_error *err) {
   kh_ticket_keys *k = keys_new();
   if (k == NULL) {
     kh_err(err, KH_ERR_NOMEM, "out of memory");
     return NULL;
   }
-  unsigned line = 0;
-  for (size_t i = 0; i < len;) {
-    size_t end = i;
-    while (end < len && text[end] != '\n') end++;
-    line++;
-    size_t a = i, b = end;
-    while (a < b && isspace((unsigned char)text[a])) a++;
-    while (b > a && isspace((unsigned char)text[b - 1])) b--;
-    i = end + 1;
-    if (a == b || text[a] == '#') continue;
-    if (b - a != 2 * KEY_LEN) {
+  unsigned line_no = 0;
+  kh_cursor file, line;
+  kh_cursor_init(&file, (const uint8_t *)text, len);
+  while (next_line(&file, &line)) {
+    line_no++;
+    trim(&line);
+    kh_cursor peek = line;
+    uint8_t first;
+    if (!kh_cursor_u8(&peek, &first) || first == '#') continue;
+    if (kh_cursor_left(&line) != 2 * KEY_LEN) {
       kh_err(err, KH_ERR_INVALID_ARGUMENT, "line %u: a key is %d hex digits, found %zu characters",
-             line, 2 * KEY_LEN, b - a);
+             line_no, 2 * KEY_LEN, kh_cursor_left(&line));
       goto fail;
     }
     if (k->n == KH_TICKET_KEYS_MAX) {
-      kh_err(err, KH_ERR_INVALID_ARGUMENT, "line %u: more than %d keys", line, KH_TICKET_KEYS_MAX);
+      kh_err(err, KH_ERR_INVALID_ARGUMENT, "line %u: more than %d keys", line_no,
+             KH_TICKET_KEYS_MAX);
       goto fail;
     }
     uint8_t *out = (uint8_t *)&k->keys[k->n];
     for (size_t j = 0; j < KEY_LEN; j++) {
-      int hi = hexval((unsigned char)text[a + 2 * j]),
-          lo = hexval((unsigned char)text[a + 2 * j + 1]);
-      if (hi < 0 || lo < 0) {
-        kh_err(err, KH_ERR_INVALID_ARGUMENT, "line %u: not a hex digit", line);
+      if (!hex_byte(&line, &out[j])) {
+        kh_err(err, KH_ERR_INVALID_ARGUMENT, "line %u: not a hex digit", line_no);
         goto fail;
       }
-      out[j] = (uint8_t)(hi << 4 | lo);
     }
     k->n++;
   }

@@ -20,9 +20,9 @@
 
 typedef struct kh_ticket_keys kh_ticket_keys;
 
-kh_ticket_keys *kh_ticket_keys_load(const char *path, kh_error *err);
-kh_ticket_keys *kh_ticket_keys_parse(const char *text, size_t len, kh_error *err);
-kh_ticket_keys *kh_ticket_keys_random(kh_error *err);
+KH_MUST_USE kh_ticket_keys *kh_ticket_keys_load(const char *path, kh_error *err);
+KH_MUST_USE kh_ticket_keys *kh_ticket_keys_parse(const char *text, size_t len, kh_error *err);
+KH_MUST_USE kh_ticket_keys *kh_ticket_keys_random(kh_error *err);
 kh_ticket_keys *kh_ticket_keys_ref(kh_ticket_keys *k);
 void kh_ticket_keys_unref(kh_ticket_keys *k);
 /* The current keys live in a slot (main.c) that rotation replaces while
@@ -35,6 +35,6 @@ size_t kh_ticket_keys_count(const kh_ticket_keys *k);
 
 /* kh_ticket_keys_install makes |ctx| seal and open tickets with |k|, which it
  * finds through |get_keys| (called with the SSL being served). */
-int kh_ticket_keys_install(SSL_CTX *ctx, kh_ticket_keys *(*get_keys)(SSL *ssl));
+KH_MUST_USE int kh_ticket_keys_install(SSL_CTX *ctx, kh_ticket_keys *(*get_keys)(SSL *ssl));
 
 #endif /* KH_TICKET_KEYS_H */

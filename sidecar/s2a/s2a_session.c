@@ -158,7 +158,7 @@ static int refuse(const kh_s2a_session *s, kh_error *err) {
  * protocols, suites and peers? Narrows |cfg| to what the policy allows. */
 static int apply_policy(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
   if (s->policy == NULL) return 1;
-  const char *name = s->identity->dir_name;
+  const char *name = kh_identity_dir_name(s->identity);
   if (!kh_policy_authorize(s->policy, name, &s->caller, s->tokens, s->n_tokens, err))
     return refuse(s, err);
   const kh_policy_rule *r = kh_policy_rule_for(s->policy, name);
@@ -212,9 +212,10 @@ static int start_engine(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
 /* resume_key: what this client handshake's sessions are cached under: the
  * caller, the identity and the certificate it holds, the target. */
 static const kh_resume_key *resume_key(const kh_s2a_session *s, kh_resume_key *out) {
-  *out = (kh_resume_key){
-      .uid = s->caller.uid, .identity = s->identity->dir_name, .target = s->resume_target};
-  memcpy(out->cert, s->identity->leaf_fingerprint, KH_SHA256_LEN);
+  *out = (kh_resume_key){.uid = s->caller.uid,
+                         .identity = kh_identity_dir_name(s->identity),
+                         .target = s->resume_target};
+  memcpy(out->cert, kh_identity_fingerprint(s->identity), KH_SHA256_LEN);
   return out;
 }
 
@@ -320,7 +321,7 @@ static int respond(kh_s2a_session *s, const kh_buf *frames, size_t consumed, kh_
   resp.out_frames.data = frames->data;
   resp.out_frames.len = frames->len;
   resp.bytes_consumed = (uint32_t)consumed;
-  set_identity(&local, kh_identity_name(s->identity), s->identity->spiffe_id != NULL);
+  set_identity(&local, kh_identity_name(s->identity), kh_identity_spiffe_id(s->identity) != NULL);
   resp.local_identity = &local;
   if (!kh_tls_engine_done(s->engine)) return pack_resp(&resp, out, err);
 

@@ -11,17 +11,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
+#include "kh_cursor.h"
 #include "kh_secret.h"
 #include "tls_secrets.h"
+#include "verify.h"
 
 struct kh_tls_engine {
   kh_tls_side side;
@@ -47,116 +47,27 @@ static int is_ip_literal(const char *s) {
   return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
-/* peer_matches: does |leaf| carry |name| (spiffe:// URI SAN or DNS SAN)? */
-static int peer_matches(X509 *leaf, const char *name) {
-  char *spiffe = NULL;
-  char *dns[KH_MAX_DNS_NAMES];
-  size_t ndns = 0;
-  int ok = 0;
-  kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
-  if (strncmp(name, "spiffe://", 9) == 0) {
-    ok = spiffe != NULL && strcmp(spiffe, name) == 0;
-  } else {
-    for (size_t i = 0; i < ndns && !ok; i++) ok = strcasecmp(dns[i], name) == 0;
-  }
-  free(spiffe);
-  for (size_t i = 0; i < ndns; i++) free(dns[i]);
-  return ok;
-}
-
 /* leaf_name writes |leaf|'s SPIFFE ID, else its first DNS SAN, else "",
  * and returns whether it was a SPIFFE ID. */
 static int leaf_name(X509 *leaf, char *out, size_t len) {
-  char *spiffe = NULL;
-  char *dns[KH_MAX_DNS_NAMES];
-  size_t ndns = 0;
-  kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
-  int is_spiffe = spiffe != NULL;
-  snprintf(out, len, "%s", spiffe ? spiffe : ndns ? dns[0] : "");
-  free(spiffe);
-  for (size_t i = 0; i < ndns; i++) free(dns[i]);
-  return is_spiffe;
+  return kh_x509_primary_name(leaf, out, len);
 }
 
-static const char *leaf_label(X509 *leaf, char *buf, size_t len) {
-  leaf_name(leaf, buf, len);
-  if (buf[0] == '\0') snprintf(buf, len, "(no SPIFFE ID or DNS name)");
-  return buf;
-}
-
-static uint8_t alert_for_x509_error(int e) {
-  switch (e) {
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: return SSL_AD_UNKNOWN_CA;
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-    case X509_V_ERR_CERT_NOT_YET_VALID: return SSL_AD_CERTIFICATE_EXPIRED;
-    default: return SSL_AD_BAD_CERTIFICATE;
+/* verify_params: what keys/verify.c checks the peer against: the
+ * identity's trust bundle, on the client side the expected peers or the
+ * server name, on both the grant's peer lists. */
+static void verify_params(const kh_tls_engine *e, kh_verify_params *p) {
+  *p = (kh_verify_params){
+      .trust = kh_identity_trust(e->identity),
+      .peer_role = e->side == KH_TLS_CLIENT ? KH_PEER_IS_SERVER : KH_PEER_IS_CLIENT,
+      .peer_check = e->peer_check,
+      .policy_name = kh_identity_dir_name(e->identity),
+  };
+  if (e->side == KH_TLS_CLIENT) {
+    p->expect_peers = e->expect_peers;
+    p->expect_peer_count = e->expect_peer_count;
+    p->server_name = e->server_name;
   }
-}
-
-/* verify_chain: the peer chain must lead to the identity's trust bundle. */
-static int verify_chain(kh_tls_engine *e, STACK_OF(X509) * chain, uint8_t *out_alert) {
-  X509 *leaf = sk_X509_value(chain, 0);
-  X509_STORE_CTX *sctx = X509_STORE_CTX_new();
-  int ok = sctx != NULL && X509_STORE_CTX_init(sctx, e->identity->trust, leaf, chain) &&
-           X509_STORE_CTX_set_default(sctx, e->side == KH_TLS_CLIENT ? "ssl_server" : "ssl_client");
-  if (ok) ok = X509_verify_cert(sctx) == 1;
-  if (!ok) {
-    int xe = sctx ? X509_STORE_CTX_get_error(sctx) : X509_V_ERR_OUT_OF_MEM;
-    snprintf(e->reason, sizeof(e->reason), "peer certificate rejected: %s",
-             X509_verify_cert_error_string(xe));
-    *out_alert = alert_for_x509_error(xe);
-  }
-  X509_STORE_CTX_free(sctx);
-  ERR_clear_error();
-  return ok;
-}
-
-/* verify_name (client only): expected peers, else the server name. */
-static int verify_name(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
-  char label[300];
-  if (e->expect_peer_count > 0) {
-    for (size_t i = 0; i < e->expect_peer_count; i++) {
-      if (peer_matches(leaf, e->expect_peers[i])) return 1;
-    }
-    snprintf(e->reason, sizeof(e->reason), "peer %.160s is not one of the %zu expected peers",
-             leaf_label(leaf, label, sizeof(label)), e->expect_peer_count);
-    *out_alert = SSL_AD_BAD_CERTIFICATE;
-    return 0;
-  }
-  if (e->server_name == NULL) return 1;
-  int ok = is_ip_literal(e->server_name)
-               ? X509_check_ip_asc(leaf, e->server_name, 0) == 1
-               : X509_check_host(leaf, e->server_name, strlen(e->server_name), 0, NULL) == 1;
-  if (!ok) {
-    snprintf(e->reason, sizeof(e->reason),
-             "peer certificate (%.100s) does not match server name %.100s",
-             leaf_label(leaf, label, sizeof(label)), e->server_name);
-    *out_alert = SSL_AD_BAD_CERTIFICATE;
-  }
-  return ok;
-}
-
-/* verify_policy: the policy's peer lists for this identity, both sides. */
-static int verify_policy(kh_tls_engine *e, X509 *leaf, uint8_t *out_alert) {
-  if (e->peer_check == NULL) return 1;
-  char *spiffe = NULL;
-  char *dns[KH_MAX_DNS_NAMES];
-  size_t ndns = 0;
-  kh_x509_names(leaf, &spiffe, dns, &ndns, KH_MAX_DNS_NAMES);
-  int ok = kh_peer_check_allows(e->peer_check, spiffe, dns, ndns);
-  free(spiffe);
-  for (size_t i = 0; i < ndns; i++) free(dns[i]);
-  if (!ok) {
-    char label[300];
-    snprintf(e->reason, sizeof(e->reason), "peer %.120s is not allowed by the policy for %.60s",
-             leaf_label(leaf, label, sizeof(label)), e->identity->dir_name);
-    *out_alert = SSL_AD_ACCESS_DENIED;
-  }
-  return ok;
 }
 
 /* suite_allowed: is the negotiated suite one the request and policy allow?
@@ -174,20 +85,17 @@ static int suite_allowed(kh_tls_engine *e, uint8_t *out_alert) {
   return 0;
 }
 
+/* verify_cb: the negotiated suite, then the peer through keys/verify.c. */
 static enum ssl_verify_result_t verify_cb(SSL *ssl, uint8_t *out_alert) {
   kh_tls_engine *e = SSL_get_app_data(ssl);
   if (!suite_allowed(e, out_alert)) return ssl_verify_invalid;
-  STACK_OF(X509) *chain = SSL_get_peer_full_cert_chain(ssl);
-  if (chain == NULL || sk_X509_num(chain) == 0) {
-    snprintf(e->reason, sizeof(e->reason), "peer sent no certificate");
-    *out_alert = SSL_AD_CERTIFICATE_REQUIRED;
-    return ssl_verify_invalid;
-  }
-  if (!verify_chain(e, chain, out_alert)) return ssl_verify_invalid;
-  if (e->side == KH_TLS_CLIENT && !verify_name(e, sk_X509_value(chain, 0), out_alert))
-    return ssl_verify_invalid;
-  if (!verify_policy(e, sk_X509_value(chain, 0), out_alert)) return ssl_verify_invalid;
-  return ssl_verify_ok;
+  kh_verify_params p;
+  verify_params(e, &p);
+  kh_error err;
+  if (kh_verify_chain(&p, SSL_get_peer_full_cert_chain(ssl), NULL, out_alert, &err))
+    return ssl_verify_ok;
+  snprintf(e->reason, sizeof(e->reason), "%s", err.msg);
+  return ssl_verify_invalid;
 }
 
 /* Server ALPN: our preference order, first protocol the client also offers. */
@@ -196,13 +104,16 @@ static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const
   (void)arg;
   kh_tls_engine *e = SSL_get_app_data(ssl);
   if (e->alpn_wire_len == 0) return SSL_TLSEXT_ERR_NOACK;
-  for (size_t i = 0; i < e->alpn_wire_len; i += 1u + e->alpn_wire[i]) {
-    const uint8_t *ours = &e->alpn_wire[i];
-    for (unsigned j = 0; j < in_len; j += 1u + in[j]) {
-      if (j + 1u + in[j] > in_len) break;
-      if (in[j] == ours[0] && memcmp(&in[j + 1], ours + 1, ours[0]) == 0) {
-        *out = &in[j + 1];
-        *out_len = in[j];
+  kh_cursor our_list, ours;
+  kh_cursor_init(&our_list, e->alpn_wire, e->alpn_wire_len);
+  while (kh_cursor_u8_prefixed(&our_list, &ours)) {
+    kh_cursor their_list, theirs;
+    kh_cursor_init(&their_list, in, in_len);
+    while (kh_cursor_u8_prefixed(&their_list, &theirs)) {
+      if (kh_cursor_left(&theirs) == kh_cursor_left(&ours) &&
+          memcmp(theirs.data, ours.data, kh_cursor_left(&ours)) == 0) {
+        *out = theirs.data;
+        *out_len = (uint8_t)kh_cursor_left(&theirs);
         return SSL_TLSEXT_ERR_OK;
       }
     }
@@ -235,17 +146,56 @@ static kh_ticket_keys *engine_ticket_keys(SSL *ssl) {
   return e ? e->ticket_keys : NULL;
 }
 
+/* The identity's key signs through BoringSSL's private-key method: the
+ * engine calls kh_identity_sign synchronously (never retry), so the key
+ * stays behind the key store's backend interface and a backend that is
+ * slow (PKCS#11, later) changes nothing here but the retry. The identity is
+ * the handshake's own (the engine's reference): a rotation that swaps the
+ * identity mid-handshake does not change the key that signs it. */
+static enum ssl_private_key_result_t key_sign(SSL *ssl, uint8_t *out, size_t *out_len,
+                                              size_t max_out, uint16_t sigalg, const uint8_t *in,
+                                              size_t in_len) {
+  kh_tls_engine *e = SSL_get_app_data(ssl);
+  kh_error err;
+  if (e == NULL) return ssl_private_key_failure;
+  if (!kh_identity_sign(e->identity, sigalg, in, in_len, out, out_len, max_out, &err)) {
+    snprintf(e->reason, sizeof(e->reason), "%s", err.msg);
+    return ssl_private_key_failure;
+  }
+  return ssl_private_key_success;
+}
+
+static enum ssl_private_key_result_t key_decrypt(SSL *ssl, uint8_t *out, size_t *out_len,
+                                                 size_t max_out, const uint8_t *in, size_t in_len) {
+  (void)ssl, (void)out, (void)out_len, (void)max_out, (void)in, (void)in_len;
+  return ssl_private_key_failure; /* RSA key exchange: not in TLS 1.3 */
+}
+
+static enum ssl_private_key_result_t key_complete(SSL *ssl, uint8_t *out, size_t *out_len,
+                                                  size_t max_out) {
+  (void)ssl, (void)out, (void)out_len, (void)max_out;
+  return ssl_private_key_failure; /* key_sign never returns retry */
+}
+
+static const SSL_PRIVATE_KEY_METHOD k_key_method = {
+    .sign = key_sign, .decrypt = key_decrypt, .complete = key_complete};
+
 /* build_ctx: everything about a TLS context that depends only on the identity
  * and the side. Per-handshake settings live on the SSL; callbacks find the
  * engine through SSL_get_app_data. */
 static SSL_CTX *build_ctx(const kh_identity *id, kh_tls_side side, kh_error *err) {
+  const STACK_OF(X509) *chain = kh_identity_chain(id);
+  uint16_t sign_prefs[KH_MAX_SIGALGS];
+  size_t n_sign = kh_identity_sigalgs(id, sign_prefs, KH_MAX_SIGALGS);
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
   int ok = ctx != NULL && SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) &&
            SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) &&
-           SSL_CTX_use_certificate(ctx, sk_X509_value(id->chain, 0)) &&
-           SSL_CTX_use_PrivateKey(ctx, id->key);
-  for (size_t i = 1; ok && i < sk_X509_num(id->chain); i++)
-    ok = SSL_CTX_add1_chain_cert(ctx, sk_X509_value(id->chain, i));
+           SSL_CTX_use_certificate(ctx, kh_identity_leaf(id));
+  for (size_t i = 1; ok && i < sk_X509_num(chain); i++)
+    ok = SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i));
+  /* The key: signed through kh_identity_sign, with the schemes it fits. */
+  if (ok) SSL_CTX_set_private_key_method(ctx, &k_key_method);
+  ok = ok && n_sign > 0 && SSL_CTX_set_signing_algorithm_prefs(ctx, sign_prefs, n_sign);
   /* BoringSSL leaves Ed25519 out of its default verify list; peers with
    * Ed25519 leaves are allowed, so list every algorithm we accept. */
   static const uint16_t verify_prefs[] = {
@@ -257,7 +207,7 @@ static SSL_CTX *build_ctx(const kh_identity *id, kh_tls_side side, kh_error *err
                                                 sizeof(verify_prefs) / sizeof(verify_prefs[0]));
   /* Sessions resume only under the identity (certificate) that made them,
    * and for at most an hour: policy and trust changes take effect. */
-  ok = ok && SSL_CTX_set_session_id_context(ctx, id->leaf_fingerprint, KH_SHA256_LEN);
+  ok = ok && SSL_CTX_set_session_id_context(ctx, kh_identity_fingerprint(id), KH_SHA256_LEN);
   if (ok && side == KH_TLS_SERVER) ok = kh_ticket_keys_install(ctx, engine_ticket_keys);
   if (!ok) {
     SSL_CTX_free(ctx);
@@ -272,23 +222,31 @@ static SSL_CTX *build_ctx(const kh_identity *id, kh_tls_side side, kh_error *err
   return ctx;
 }
 
-/* g_ctx_mu serialises building identities' TLS contexts (handshakes of one
- * identity may start on several worker threads at once); once built, a
- * context is read without the lock. */
-static pthread_mutex_t g_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+static void *make_client_ctx(const kh_identity *id, void *arg, kh_error *err) {
+  (void)arg;
+  return build_ctx(id, KH_TLS_CLIENT, err);
+}
 
-/* shared_ctx returns the identity's context for |side|, building it on first
- * use. Borrowed: it lives as long as the identity, which the engine holds,
- * and SSL_new takes the SSL's own reference. */
+static void *make_server_ctx(const kh_identity *id, void *arg, kh_error *err) {
+  (void)arg;
+  return build_ctx(id, KH_TLS_SERVER, err);
+}
+
+static void free_ctx(void *ctx) {
+  SSL_CTX_free(ctx);
+}
+
+/* shared_ctx returns the identity's context for |side|, built on first use
+ * and kept in the identity's attachment slot for that side, so it is freed
+ * with the identity (a rotated identity's contexts go when its last
+ * handshake ends). Borrowed: the engine holds the identity, and SSL_new
+ * takes the SSL's own reference. */
 static SSL_CTX *shared_ctx(kh_identity *id, kh_tls_side side, kh_error *err) {
-  SSL_CTX **slot = &id->tls_ctx[side == KH_TLS_SERVER];
-  SSL_CTX *ctx = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-  if (ctx != NULL) return ctx;
-  pthread_mutex_lock(&g_ctx_mu);
-  if ((ctx = *slot) == NULL && (ctx = build_ctx(id, side, err)) != NULL)
-    __atomic_store_n(slot, ctx, __ATOMIC_RELEASE);
-  pthread_mutex_unlock(&g_ctx_mu);
-  return ctx;
+  if (side == KH_TLS_SERVER)
+    return kh_identity_attachment(id, KH_IDENTITY_SLOT_TLS_SERVER, make_server_ctx, free_ctx, NULL,
+                                  err);
+  return kh_identity_attachment(id, KH_IDENTITY_SLOT_TLS_CLIENT, make_client_ctx, free_ctx, NULL,
+                                err);
 }
 
 static int allowed_suite(uint32_t allowed_suites, const SSL_CIPHER *c) {
@@ -299,7 +257,7 @@ static int allowed_suite(uint32_t allowed_suites, const SSL_CIPHER *c) {
 int kh_tls_session_fits(const kh_identity *id, uint32_t allowed_suites, const SSL_SESSION *s) {
   unsigned len = 0;
   const uint8_t *sid_ctx = SSL_SESSION_get0_id_context(s, &len);
-  return len == KH_SHA256_LEN && memcmp(sid_ctx, id->leaf_fingerprint, KH_SHA256_LEN) == 0 &&
+  return len == KH_SHA256_LEN && memcmp(sid_ctx, kh_identity_fingerprint(id), KH_SHA256_LEN) == 0 &&
          SSL_SESSION_is_resumable(s) && SSL_SESSION_get_protocol_version(s) == TLS1_3_VERSION &&
          allowed_suite(allowed_suites, SSL_SESSION_get0_cipher(s)) &&
          SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) > (uint64_t)time(NULL);
@@ -418,7 +376,13 @@ static int recheck_resumed(kh_tls_engine *e, kh_buf *out, kh_error *err) {
   STACK_OF(X509) *chain = SSL_get_peer_full_cert_chain(e->ssl);
   X509 *leaf = chain && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
   uint8_t alert = 0;
-  if (leaf != NULL && suite_allowed(e, &alert) && verify_policy(e, leaf, &alert)) return 1;
+  kh_verify_params p;
+  verify_params(e, &p);
+  kh_error why;
+  if (leaf != NULL && suite_allowed(e, &alert)) {
+    if (kh_verify_peer_check(&p, leaf, &alert, &why)) return 1;
+    snprintf(e->reason, sizeof(e->reason), "%s", why.msg);
+  }
   if (leaf == NULL) snprintf(e->reason, sizeof(e->reason), "resumed session has no peer");
   e->failed = 1;
   drain_output(e, out, err);
@@ -491,8 +455,8 @@ int kh_tls_engine_result(kh_tls_engine *e, kh_tls_result *out, kh_error *err) {
   }
   const kh_identity *id = e->identity;
   snprintf(out->local_name, sizeof(out->local_name), "%s", kh_identity_name(id));
-  out->local_name_is_spiffe = id->spiffe_id != NULL;
-  memcpy(out->local_fingerprint, id->leaf_fingerprint, KH_SHA256_LEN);
+  out->local_name_is_spiffe = kh_identity_spiffe_id(id) != NULL;
+  memcpy(out->local_fingerprint, kh_identity_fingerprint(id), KH_SHA256_LEN);
   const uint8_t *alpn;
   unsigned alpn_len;
   SSL_get0_alpn_selected(e->ssl, &alpn, &alpn_len);

@@ -4,10 +4,12 @@
  *
  * Every handshake is mutual: a client presents its identity's chain; a server
  * requests and requires a client certificate. The peer chain is verified
- * against the identity's trust bundle (ca.crt); a client additionally checks
- * |expect_peers| (SPIFFE ID in a URI SAN or hostname in a DNS SAN; any one
- * suffices) and, when |expect_peers| is empty, |server_name| against the
- * peer's DNS/IP SANs. On failure the alert for the peer is in |out|. */
+ * (keys/verify.h) against the identity's trust bundle (ca.crt); a client
+ * additionally checks |expect_peers| (SPIFFE ID in a URI SAN or hostname in
+ * a DNS SAN; any one suffices) and, when |expect_peers| is empty,
+ * |server_name| against the peer's DNS/IP SANs. The identity's key signs
+ * through BoringSSL's private-key method (kh_identity_sign). On failure the
+ * alert for the peer is in |out|. */
 #ifndef KH_TLS_ENGINE_H
 #define KH_TLS_ENGINE_H
 
@@ -64,7 +66,7 @@ typedef struct {
 
 typedef struct kh_tls_engine kh_tls_engine;
 
-kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err);
+KH_MUST_USE kh_tls_engine *kh_tls_engine_new(const kh_tls_config *cfg, kh_error *err);
 void kh_tls_engine_free(kh_tls_engine *e);
 
 /* kh_tls_engine_step feeds |in_len| peer bytes (may be 0, e.g. to produce the
@@ -73,8 +75,8 @@ void kh_tls_engine_free(kh_tls_engine *e);
  * handshake record are left unconsumed. Returns 1 if the handshake is still in
  * progress or finished (see kh_tls_engine_done), 0 on failure with |err| set
  * (KH_ERR_HANDSHAKE with the reason; |out| may hold an alert to forward). */
-int kh_tls_engine_step(kh_tls_engine *e, const uint8_t *in, size_t in_len, size_t *out_consumed,
-                       kh_buf *out, kh_error *err);
+KH_MUST_USE int kh_tls_engine_step(kh_tls_engine *e, const uint8_t *in, size_t in_len,
+                                   size_t *out_consumed, kh_buf *out, kh_error *err);
 
 /* kh_tls_session_fits: can client session |s| resume a handshake of |id|
  * with |allowed_suites| (0: all)? Only if it was made under |id|'s current
@@ -92,7 +94,8 @@ int kh_tls_engine_done(const kh_tls_engine *e);
 /* kh_tls_engine_ticket turns one NewSessionTicket message (header
  * included) the peer sent after a completed client handshake into a
  * resumable session (caller frees), or NULL with |err| set. */
-SSL_SESSION *kh_tls_engine_ticket(kh_tls_engine *e, const uint8_t *msg, size_t len, kh_error *err);
+KH_MUST_USE SSL_SESSION *kh_tls_engine_ticket(kh_tls_engine *e, const uint8_t *msg, size_t len,
+                                              kh_error *err);
 
 /* kh_tls_engine_result fills |out| after completion. The caller wipes |out|
  * with kh_wipe when done. */

@@ -12,6 +12,26 @@
 
 static SSL_SESSION *g_test_ticket_session;
 
+/* The test server signs with |server|'s key through the key store, as
+ * keyholdd's contexts do (the identity is the SSL's app data). */
+static enum ssl_private_key_result_t kh_test_key_sign(SSL *ssl, uint8_t *out, size_t *out_len,
+                                                      size_t max_out, uint16_t sigalg,
+                                                      const uint8_t *in, size_t in_len) {
+  kh_error err;
+  return kh_identity_sign(SSL_get_app_data(ssl), sigalg, in, in_len, out, out_len, max_out, &err)
+             ? ssl_private_key_success
+             : ssl_private_key_failure;
+}
+
+static enum ssl_private_key_result_t kh_test_key_complete(SSL *ssl, uint8_t *out, size_t *out_len,
+                                                          size_t max_out) {
+  (void)ssl, (void)out, (void)out_len, (void)max_out;
+  return ssl_private_key_failure;
+}
+
+static const SSL_PRIVATE_KEY_METHOD kh_test_key_method = {
+    .sign = kh_test_key_sign, .decrypt = NULL, .complete = kh_test_key_complete};
+
 static int kh_test_keep_first_session(SSL *ssl, SSL_SESSION *s) {
   (void)ssl;
   if (g_test_ticket_session != NULL) return 0;
@@ -29,13 +49,16 @@ static inline SSL_SESSION *kh_test_client_session(const kh_identity *client,
   SSL_CTX *cctx = SSL_CTX_new(TLS_method()), *sctx = SSL_CTX_new(TLS_method());
   SSL *c = NULL, *s = NULL;
   BIO *cb = NULL, *sb = NULL;
+  uint16_t prefs[KH_MAX_SIGALGS];
+  size_t n_prefs = kh_identity_sigalgs(server, prefs, KH_MAX_SIGALGS);
   g_test_ticket_session = NULL;
   if (cctx == NULL || sctx == NULL || !SSL_CTX_set_min_proto_version(cctx, TLS1_3_VERSION) ||
       !SSL_CTX_set_min_proto_version(sctx, TLS1_3_VERSION) ||
-      !SSL_CTX_use_certificate(sctx, sk_X509_value(server->chain, 0)) ||
-      !SSL_CTX_use_PrivateKey(sctx, server->key) ||
-      !SSL_CTX_set_session_id_context(cctx, client->leaf_fingerprint, KH_SHA256_LEN))
+      !SSL_CTX_use_certificate(sctx, kh_identity_leaf(server)) ||
+      !SSL_CTX_set_signing_algorithm_prefs(sctx, prefs, n_prefs) ||
+      !SSL_CTX_set_session_id_context(cctx, kh_identity_fingerprint(client), KH_SHA256_LEN))
     goto out;
+  SSL_CTX_set_private_key_method(sctx, &kh_test_key_method);
   SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT);
   SSL_CTX_sess_set_new_cb(cctx, kh_test_keep_first_session);
   c = SSL_new(cctx);
@@ -43,6 +66,7 @@ static inline SSL_SESSION *kh_test_client_session(const kh_identity *client,
   if (c == NULL || s == NULL || !BIO_new_bio_pair(&cb, 0, &sb, 0)) goto out;
   SSL_set_bio(c, cb, cb);
   SSL_set_bio(s, sb, sb);
+  SSL_set_app_data(s, (void *)server);
   SSL_set_connect_state(c);
   SSL_set_accept_state(s);
   for (int i = 0; i < 8 && !(SSL_is_init_finished(c) && SSL_is_init_finished(s)); i++) {

@@ -256,8 +256,8 @@ static void cache_session(kh_resume *r, uid_t uid, const uint8_t *cert) {
   kh_identity *client = id_named("spiffe://example.org/client");
   SSL_SESSION *sess = kh_test_client_session(client, id_named("spiffe://example.org/server"));
   ck_assert(sess != NULL);
-  kh_resume_key k = {.uid = uid, .identity = client->dir_name, .target = ""};
-  memcpy(k.cert, cert ? cert : client->leaf_fingerprint, KH_SHA256_LEN);
+  kh_resume_key k = {.uid = uid, .identity = kh_identity_dir_name(client), .target = ""};
+  memcpy(k.cert, cert ? cert : kh_identity_fingerprint(client), KH_SHA256_LEN);
   kh_resume_put(r, &k, sess);
 }
 

@@ -1,0 +1,156 @@
+/* key_file.c: the file backend of key.h. The key is parsed from its PEM
+ * file (read into locked memory, wiped after) into a BoringSSL EVP_PKEY,
+ * which clears its key material when freed. */
+#include "key.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/bytestring.h>
+#include <openssl/digest.h>
+#include <openssl/ec.h>
+#include <openssl/ec_key.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/ssl.h>
+
+#include "kh_secret.h"
+
+#define KH_MAX_KEY_FILE (1u << 20) /* 1 MiB, as for the certificate files */
+
+static int file_sign(void *impl, uint16_t sigalg, const uint8_t *in, size_t in_len, uint8_t *out,
+                     size_t *out_len, size_t max_out, kh_error *err) {
+  EVP_PKEY *key = impl;
+  const EVP_MD *md = SSL_get_signature_algorithm_digest(sigalg); /* NULL for Ed25519 */
+  EVP_MD_CTX ctx;
+  EVP_MD_CTX_init(&ctx);
+  EVP_PKEY_CTX *pctx = NULL;
+  size_t len = 0;
+  int ok = EVP_DigestSignInit(&ctx, &pctx, md, NULL, key);
+  if (ok && SSL_is_signature_algorithm_rsa_pss(sigalg))
+    ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) &&
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, -1 /* salt as long as the hash */);
+  ok = ok && EVP_DigestSign(&ctx, NULL, &len, in, in_len); /* the largest size */
+  if (ok && len > max_out) {
+    EVP_MD_CTX_cleanup(&ctx);
+    ERR_clear_error();
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "signature needs up to %zu bytes, room for %zu",
+                  len, max_out);
+  }
+  len = max_out;
+  ok = ok && EVP_DigestSign(&ctx, out, &len, in, in_len);
+  EVP_MD_CTX_cleanup(&ctx);
+  ERR_clear_error();
+  if (!ok) return kh_err(err, KH_ERR_INTERNAL, "signing with scheme 0x%04x failed", sigalg);
+  *out_len = len;
+  return 1;
+}
+
+/* file_public: a public-only copy, through its SubjectPublicKeyInfo. */
+static EVP_PKEY *file_public(void *impl, kh_error *err) {
+  CBB cbb;
+  uint8_t *der = NULL;
+  size_t der_len = 0;
+  EVP_PKEY *pub = NULL;
+  if (CBB_init(&cbb, 128) && EVP_marshal_public_key(&cbb, impl) &&
+      CBB_finish(&cbb, &der, &der_len)) {
+    CBS cbs;
+    CBS_init(&cbs, der, der_len);
+    pub = EVP_parse_public_key(&cbs);
+  } else {
+    CBB_cleanup(&cbb);
+  }
+  OPENSSL_free(der);
+  ERR_clear_error();
+  if (pub == NULL) kh_err(err, KH_ERR_INTERNAL, "cannot extract the public key");
+  return pub;
+}
+
+static void file_free(void *impl) {
+  EVP_PKEY_free(impl); /* BoringSSL clears key material on free */
+}
+
+static const kh_key_ops k_file_ops = {
+    .name = "file", .sign = file_sign, .public_key = file_public, .free = file_free};
+
+static int key_type(EVP_PKEY *key, const char *path, kh_key_type *out, kh_error *err) {
+  switch (EVP_PKEY_id(key)) {
+    case EVP_PKEY_RSA:
+      if (EVP_PKEY_bits(key) < 2048)
+        return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: RSA key of %d bits (minimum 2048)", path,
+                      EVP_PKEY_bits(key));
+      *out = KH_KEY_RSA;
+      return 1;
+    case EVP_PKEY_ED25519: *out = KH_KEY_ED25519; return 1;
+    case EVP_PKEY_EC: {
+      const EC_GROUP *g = EC_KEY_get0_group(EVP_PKEY_get0_EC_KEY(key));
+      int nid = g ? EC_GROUP_get_curve_name(g) : 0;
+      if (nid == NID_X9_62_prime256v1 || nid == NID_secp384r1) {
+        *out = nid == NID_secp384r1 ? KH_KEY_ECDSA_P384 : KH_KEY_ECDSA_P256;
+        return 1;
+      }
+      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: EC curve not supported (P-256, P-384 only)",
+                    path);
+    }
+    default:
+      return kh_err(err, KH_ERR_INVALID_ARGUMENT,
+                    "%s: unsupported key type (ECDSA P-256/P-384, RSA, Ed25519)", path);
+  }
+}
+
+/* read_key_file reads the whole (bounded) file into locked memory of
+ * KH_MAX_KEY_FILE + 1 bytes; the caller frees it with kh_secret_free. */
+static int read_key_file(const char *path, uint8_t **out, size_t *out_len, kh_error *err) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return kh_err(err, KH_ERR_NOT_FOUND, "cannot open %s: %s", path, strerror(errno));
+  uint8_t *buf = kh_secret_alloc(KH_MAX_KEY_FILE + 1);
+  if (buf == NULL) {
+    fclose(f);
+    return kh_err(err, KH_ERR_NOMEM, "out of memory reading %s", path);
+  }
+  size_t n = fread(buf, 1, KH_MAX_KEY_FILE + 1, f);
+  int bad = ferror(f);
+  fclose(f);
+  if (bad || n > KH_MAX_KEY_FILE) {
+    kh_secret_free(buf, KH_MAX_KEY_FILE + 1);
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: %s", path,
+                  bad ? "read error" : "file larger than 1 MiB");
+  }
+  *out = buf;
+  *out_len = n;
+  return 1;
+}
+
+/* PEM_read_bio_PrivateKey accepts PKCS#8, SEC1 and PKCS#1 PEM blocks. */
+kh_key *kh_key_file_load(const char *path, kh_error *err) {
+  uint8_t *data = NULL;
+  size_t len = 0;
+  if (!read_key_file(path, &data, &len, err)) return NULL;
+  BIO *bio = BIO_new_mem_buf(data, (int)len);
+  EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+  BIO_free(bio);
+  kh_secret_free(data, KH_MAX_KEY_FILE + 1);
+  if (key == NULL) {
+    char why[160];
+    unsigned long e = ERR_get_error();
+    if (e == 0) {
+      snprintf(why, sizeof(why), "no PEM data");
+    } else {
+      ERR_error_string_n(e, why, sizeof(why));
+    }
+    ERR_clear_error();
+    /* The reason names a parse step, never key bytes. */
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: not a PEM private key (%s)", path, why);
+    return NULL;
+  }
+  kh_key_type type = KH_KEY_ECDSA_P256;
+  if (!key_type(key, path, &type, err)) {
+    EVP_PKEY_free(key);
+    return NULL;
+  }
+  return kh_key_new(&k_file_ops, key, type, err);
+}
