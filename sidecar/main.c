@@ -19,6 +19,7 @@
 #include "rotation.h"
 #include "sandbox.h"
 #include "s2a_v1.h"
+#include "s2a_v2.h"
 #include "server.h"
 
 #define KEYHOLD_VERSION "0.1.0"
@@ -423,7 +424,8 @@ int main(int argc, char **argv) {
   }
   /* The services keyholdd serves, each behind rpc/service.h. */
   kh_s2a_env env = {.store = store, .policy = policy, .resume = resume, .ticket_keys = &tickets};
-  const kh_service services[] = {kh_s2a_v1_service(&env)};
+  kh_service services[1 + KH_S2A_V2_SERVICES] = {kh_s2a_v1_service(&env)};
+  kh_s2a_v2_services(&env, &services[1]);
   char describe[300];
   snprintf(describe, sizeof(describe), "with %zu identities, policy %s",
            kh_identity_store_count(store), policy->file ? policy->file : "built-in (own uid only)");

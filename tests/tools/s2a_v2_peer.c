@@ -181,13 +181,24 @@ static int unpack_response(const kh_buf *in, v2_resp *r) {
     if (m == NULL) return 0;
     r->msg = &m->base;
     st = m->status;
-    r->tls = m->get_tls_configuration_resp;
-    if (m->offload_private_key_operation_resp)
-      r->out_bytes = &m->offload_private_key_operation_resp->out_bytes;
-    if (m->offload_resumption_key_operation_resp)
-      r->out_bytes = &m->offload_resumption_key_operation_resp->out_bytes;
+    /* The response kinds are a oneof: one union, read only the case set. */
+    switch (m->resp_oneof_case) {
+      case GRPC__GCP__S2A__SESSION_RESP__RESP_ONEOF_GET_TLS_CONFIGURATION_RESP:
+        r->tls = m->get_tls_configuration_resp;
+        break;
+      case GRPC__GCP__S2A__SESSION_RESP__RESP_ONEOF_OFFLOAD_PRIVATE_KEY_OPERATION_RESP:
+        r->out_bytes = &m->offload_private_key_operation_resp->out_bytes;
+        break;
+      case GRPC__GCP__S2A__SESSION_RESP__RESP_ONEOF_OFFLOAD_RESUMPTION_KEY_OPERATION_RESP:
+        r->out_bytes = &m->offload_resumption_key_operation_resp->out_bytes;
+        break;
+      default: break;
+    }
     const Grpc__Gcp__S2a__ValidatePeerCertificateChainResp *v =
-        m->validate_peer_certificate_chain_resp;
+        m->resp_oneof_case ==
+                GRPC__GCP__S2A__SESSION_RESP__RESP_ONEOF_VALIDATE_PEER_CERTIFICATE_CHAIN_RESP
+            ? m->validate_peer_certificate_chain_resp
+            : NULL;
     if (v) {
       r->validation = v->validation_result;
       r->validation_details = v->validation_details;
@@ -203,13 +214,23 @@ static int unpack_response(const kh_buf *in, v2_resp *r) {
     if (m == NULL) return 0;
     r->msg = &m->base;
     st = m->status;
-    r->tls = m->get_tls_configuration_resp;
-    if (m->offload_private_key_operation_resp)
-      r->out_bytes = &m->offload_private_key_operation_resp->out_bytes;
-    if (m->offload_resumption_key_operation_resp)
-      r->out_bytes = &m->offload_resumption_key_operation_resp->out_bytes;
+    switch (m->resp_oneof_case) {
+      case S2A__PROTO__V2__SESSION_RESP__RESP_ONEOF_GET_TLS_CONFIGURATION_RESP:
+        r->tls = m->get_tls_configuration_resp;
+        break;
+      case S2A__PROTO__V2__SESSION_RESP__RESP_ONEOF_OFFLOAD_PRIVATE_KEY_OPERATION_RESP:
+        r->out_bytes = &m->offload_private_key_operation_resp->out_bytes;
+        break;
+      case S2A__PROTO__V2__SESSION_RESP__RESP_ONEOF_OFFLOAD_RESUMPTION_KEY_OPERATION_RESP:
+        r->out_bytes = &m->offload_resumption_key_operation_resp->out_bytes;
+        break;
+      default: break;
+    }
     const S2a__Proto__V2__ValidatePeerCertificateChainResp *v =
-        m->validate_peer_certificate_chain_resp;
+        m->resp_oneof_case ==
+                S2A__PROTO__V2__SESSION_RESP__RESP_ONEOF_VALIDATE_PEER_CERTIFICATE_CHAIN_RESP
+            ? m->validate_peer_certificate_chain_resp
+            : NULL;
     if (v) {
       r->validation = v->validation_result;
       r->validation_details = v->validation_details;
@@ -487,13 +508,17 @@ static SSL_CTX *get_config(void) {
   int min, max;
   const S2a__Proto__V2__AlpnPolicy *alpn;
   if (g_server) {
+    if (g_config->tls_configuration_case !=
+        S2A__PROTO__V2__GET_TLS_CONFIGURATION_RESP__TLS_CONFIGURATION_SERVER_TLS_CONFIGURATION)
+      die("GetTlsConfiguration: no server configuration");
     const S2a__Proto__V2__ServerTlsConfiguration *c = g_config->server_tls_configuration;
-    if (c == NULL) die("GetTlsConfiguration: no server configuration");
     pems = c->certificate_chain, n_pems = c->n_certificate_chain;
     min = c->min_tls_version, max = c->max_tls_version, alpn = c->alpn_policy;
   } else {
+    if (g_config->tls_configuration_case !=
+        S2A__PROTO__V2__GET_TLS_CONFIGURATION_RESP__TLS_CONFIGURATION_CLIENT_TLS_CONFIGURATION)
+      die("GetTlsConfiguration: no client configuration");
     const S2a__Proto__V2__ClientTlsConfiguration *c = g_config->client_tls_configuration;
-    if (c == NULL) die("GetTlsConfiguration: no client configuration");
     pems = c->certificate_chain, n_pems = c->n_certificate_chain;
     min = c->min_tls_version, max = c->max_tls_version, alpn = c->alpn_policy;
   }
@@ -760,7 +785,9 @@ static int run_op(void) {
            resp.validation_details ? resp.validation_details : "",
            resp.leaf_spiffe ? resp.leaf_spiffe : "", resp.n_fingerprints,
            resp.local_identity ? resp.local_identity : "");
-  if (resp.tls && resp.tls->server_tls_configuration) {
+  if (resp.tls &&
+      resp.tls->tls_configuration_case ==
+          S2A__PROTO__V2__GET_TLS_CONFIGURATION_RESP__TLS_CONFIGURATION_SERVER_TLS_CONFIGURATION) {
     const S2a__Proto__V2__ServerTlsConfiguration *c = resp.tls->server_tls_configuration;
     printf(
         "server chain=%zu min=%d max=%d request_client_certificate=%d resumption=%d "
@@ -769,7 +796,9 @@ static int run_op(void) {
         c->request_client_certificate, c->tls_resumption_enabled, c->max_overhead_of_ticket_aead,
         c->alpn_policy ? c->alpn_policy->n_alpn_protocols : 0);
   }
-  if (resp.tls && resp.tls->client_tls_configuration) {
+  if (resp.tls &&
+      resp.tls->tls_configuration_case ==
+          S2A__PROTO__V2__GET_TLS_CONFIGURATION_RESP__TLS_CONFIGURATION_CLIENT_TLS_CONFIGURATION) {
     const S2a__Proto__V2__ClientTlsConfiguration *c = resp.tls->client_tls_configuration;
     printf("client chain=%zu min=%d max=%d alpn=%zu\n", c->n_certificate_chain, c->min_tls_version,
            c->max_tls_version, c->alpn_policy ? c->alpn_policy->n_alpn_protocols : 0);
