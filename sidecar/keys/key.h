@@ -34,10 +34,10 @@ typedef enum {
 #define KH_MAX_SIGNATURE 2048
 
 /* kh_key_ops: what a backend provides. |sign| is only called with a scheme
- * that fits the key's type (kh_sigalg_fits) and |max_out| >= the
- * signature's size is not guaranteed: it fails cleanly if the room is short.
- * |public_key| returns a new public-only EVP_PKEY. |free| releases |impl| and
- * wipes whatever secret it held. */
+ * that fits the key's type (kh_sigalg_fits); it must fail cleanly, not
+ * overrun, when |max_out| is too small, and be safe to call from several
+ * threads at once. |public_key| returns a new public-only EVP_PKEY. |free|
+ * releases |impl| and wipes whatever secret it held. */
 typedef struct {
   const char *name; /* "file", for logs */
   int (*sign)(void *impl, uint16_t sigalg, const uint8_t *in, size_t in_len, uint8_t *out,

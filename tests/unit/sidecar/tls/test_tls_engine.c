@@ -199,6 +199,56 @@ START_TEST(test_key_types) {
 }
 END_TEST
 
+/* An identity rotated under a handshake that has started: the handshake
+ * signs with, and presents, the identity it started with; the next one
+ * gets the new identity and a context of its own. */
+START_TEST(test_rotation_keeps_a_running_handshake_on_its_identity) {
+  uint8_t old_fp[KH_SHA256_LEN], new_fp[KH_SHA256_LEN];
+  memcpy(old_fp, kh_identity_fingerprint(find("spiffe://example.org/server")), KH_SHA256_LEN);
+  /* Both handshakes start (the server has not signed yet), then the
+   * server's identity directory gets another key and certificate. */
+  kh_tls_engine *s = server_engine("spiffe://example.org/server");
+  kh_tls_engine *c = client_engine("spiffe://example.org/client", NULL);
+  char cmd[1200];
+  snprintf(cmd, sizeof(cmd), "cp %s/ids/p384/tls.crt %s/ids/p384/tls.key %s/ids/server/", g_pki,
+           g_pki, g_pki);
+  ck_assert_int_eq(system(cmd), 0);
+  kh_error err, cerr, serr;
+  ck_assert_msg(kh_identity_store_reload(g_store, "server", &err), "%s", err.msg);
+  kh_identity *now = NULL;
+  for (size_t i = 0; i < kh_identity_store_count(g_store); i++) {
+    if (strcmp(kh_identity_dir_name(kh_identity_store_get(g_store, i)), "server") == 0)
+      now = (kh_identity *)kh_identity_store_get(g_store, i);
+  }
+  ck_assert(now != NULL);
+  ck_assert_int_eq(kh_identity_key_type(now), KH_KEY_ECDSA_P384);
+  memcpy(new_fp, kh_identity_fingerprint(now), KH_SHA256_LEN);
+  ck_assert(memcmp(old_fp, new_fp, KH_SHA256_LEN) != 0);
+  /* The running handshake signs with the old key, presents the old leaf. */
+  ck_assert_msg(run_handshake(c, s, 0, &cerr, &serr), "c=%s s=%s", cerr.msg, serr.msg);
+  kh_tls_result sr, cr;
+  ck_assert(kh_tls_engine_result(s, &sr, &err));
+  ck_assert(kh_tls_engine_result(c, &cr, &err));
+  ck_assert_mem_eq(sr.local_fingerprint, old_fp, KH_SHA256_LEN);
+  ck_assert_mem_eq(cr.peer_fingerprint, old_fp, KH_SHA256_LEN);
+  kh_wipe(&sr, sizeof(sr));
+  kh_wipe(&cr, sizeof(cr));
+  kh_tls_engine_free(c);
+  kh_tls_engine_free(s); /* the old identity's last reference: its contexts go with it */
+  /* The next handshake gets the rotated identity and its own context. */
+  kh_tls_config cfg = {.side = KH_TLS_SERVER, .identity = now};
+  s = kh_tls_engine_new(&cfg, &err);
+  ck_assert_msg(s != NULL, "%s", err.msg);
+  c = client_engine("spiffe://example.org/client", NULL);
+  ck_assert_msg(run_handshake(c, s, 0, &cerr, &serr), "c=%s s=%s", cerr.msg, serr.msg);
+  ck_assert(kh_tls_engine_result(c, &cr, &err));
+  ck_assert_mem_eq(cr.peer_fingerprint, new_fp, KH_SHA256_LEN);
+  kh_wipe(&cr, sizeof(cr));
+  kh_tls_engine_free(c);
+  kh_tls_engine_free(s);
+}
+END_TEST
+
 START_TEST(test_expect_peer_mismatch_fails) {
   kh_tls_engine *c = client_engine("spiffe://example.org/client", "spiffe://example.org/other");
   kh_tls_engine *s = server_engine("spiffe://example.org/server");
@@ -338,6 +388,7 @@ int main(void) {
   tcase_add_test(tc, test_rogue_ca_rejected);
   tcase_add_test(tc, test_garbage_input_fails_cleanly);
   tcase_add_test(tc, test_suite_restriction_enforced);
+  tcase_add_test(tc, test_rotation_keeps_a_running_handshake_on_its_identity);
   tcase_add_test(tc, test_session_fits_only_its_certificate);
   tcase_add_test(tc, test_engine_offers_only_a_fitting_session);
   suite_add_tcase(su, tc);
