@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "authz.h"
+#include "config.h"
 #include "identity.h"
 #include "kh_asan.h"
 #include "kh_log.h"
@@ -147,9 +149,9 @@ static int sandbox_selftest(const char *what, int sandbox) {
   return 3;
 }
 
-/* admit_uid: at accept time, does the policy grant this caller anything? */
+/* admit_uid: at accept time, could the grants give this caller anything? */
 static int admit_uid(void *arg, const kh_caller *c) {
-  return kh_policy_admits((const kh_policy *)arg, c);
+  return kh_authz_admits((const kh_grants *)arg, c);
 }
 
 /* What the event loop does about every 100 ms besides serving. */
@@ -219,50 +221,54 @@ static int parse_workers(const char *v) {
   return n > KH_MAX_WORKERS ? KH_MAX_WORKERS : (int)n;
 }
 
-/* apply_overrides: flags (and their environment variables) beat the file.
- * The socket's mode and group reuse the file's own validation: they are
- * rendered as a policy snippet. Limits are set directly (kh_limits.h). */
-static int apply_overrides(kh_policy *p, const char *const over[2], const char *const *limit_flags,
-                           kh_error *err) {
-  static const char *const names[2] = {"--socket-mode", "--socket-group"};
-  for (size_t i = 0; limit_flags[i] != NULL; i += 2) {
-    if (!kh_limits_set(&p->limits, limit_flags[i], limit_flags[i + 1], err)) {
-      kh_error e = *err;
-      char flag[100];
-      snprintf(flag, sizeof(flag), "--%s", limit_flags[i]);
-      for (char *q = flag; *q; q++)
-        if (*q == '_') *q = '-';
-      return kh_err(err, e.code, "%s%s", flag, strchr(e.msg, ':'));
-    }
+/* What the command line (and the environment) sets; NULL: not given. */
+typedef struct {
+  const char *socket_path, *identities_dir, *ticket_keys_file;
+  const char *socket_mode, *socket_group;
+  const char *const *limits; /* (name with '_', value) pairs, NULL-terminated */
+} flags;
+
+/* apply_paths: the flags' paths beat the file's. */
+static int apply_paths(kh_config *cfg, const flags *f, kh_error *err) {
+  const struct {
+    const char *flag, *value;
+    char **field;
+  } paths[] = {{"--socket", f->socket_path, &cfg->socket_path},
+               {"--identities", f->identities_dir, &cfg->identities_dir},
+               {"--ticket-keys", f->ticket_keys_file, &cfg->ticket_keys_file}};
+  for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+    kh_error e;
+    if (paths[i].value != NULL && !kh_config_set_string(paths[i].field, paths[i].value, &e))
+      return kh_err(err, e.code, "%s: %s", paths[i].flag, e.msg);
   }
-  if (over[0] == NULL && over[1] == NULL) return 1;
-  char text[512];
-  int n = snprintf(text, sizeof(text), "identities: {x: {callers: {uids: [0]}}}\n");
-  n += snprintf(text + n, sizeof(text) - (size_t)n, "socket: {%s%s%s%s%s}\n",
-                over[0] ? "mode: \"" : "", over[0] ? over[0] : "", over[0] ? "\"" : "",
-                over[0] && over[1] ? ", group: "
-                : over[1]          ? "group: "
-                                   : "",
-                over[1] ? over[1] : "");
-  for (int i = 0; i < 2; i++) {
-    if (over[i] && (strpbrk(over[i], "{}[],:\"'\n#") != NULL || strlen(over[i]) > 64))
-      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: invalid value", names[i]);
-  }
-  kh_policy *f = kh_policy_parse("command line", text, (size_t)n, err);
-  if (f == NULL) return 0;
-  if (over[0]) p->socket_mode = f->socket_mode;
-  if (over[1]) {
-    p->socket_gid = f->socket_gid;
-    p->has_socket_gid = 1;
-  }
-  kh_policy_free(f);
   return 1;
 }
 
-/* check_rules_exist: every identity the policy names must be loaded. */
-static int check_rules_exist(const kh_policy *p, const kh_identity_store *store, kh_error *err) {
-  for (size_t i = 0; i < p->n_rules; i++) {
-    const char *name = p->rules[i].name;
+/* apply_settings: the flags' limits, socket mode and group beat the file's,
+ * checked by the same setters (config.h, kh_limits.h). */
+static int apply_settings(kh_config *cfg, const flags *f, kh_error *err) {
+  kh_error e;
+  for (size_t i = 0; f->limits[i] != NULL; i += 2) {
+    if (!kh_limits_set(&cfg->limits, f->limits[i], f->limits[i + 1], &e)) {
+      char flag[100];
+      snprintf(flag, sizeof(flag), "--%s", f->limits[i]);
+      for (char *q = flag; *q; q++)
+        if (*q == '_') *q = '-';
+      return kh_err(err, e.code, "%s: %s", flag, e.msg);
+    }
+  }
+  if (f->socket_mode != NULL && !kh_config_set_socket_mode(cfg, f->socket_mode, &e))
+    return kh_err(err, e.code, "command line: socket.mode: %s", e.msg);
+  if (f->socket_group != NULL && !kh_config_set_socket_group(cfg, f->socket_group, &e))
+    return kh_err(err, e.code, "command line: socket.group: %s", e.msg);
+  return 1;
+}
+
+/* check_rules_exist: every identity the grants name must be loaded. */
+static int check_rules_exist(const kh_config *cfg, const kh_grants *g,
+                             const kh_identity_store *store, kh_error *err) {
+  for (size_t i = 0; i < g->n_rules; i++) {
+    const char *name = g->rules[i].name;
     if (strcmp(name, "*") == 0) continue;
     size_t j = 0;
     while (j < kh_identity_store_count(store) &&
@@ -270,7 +276,7 @@ static int check_rules_exist(const kh_policy *p, const kh_identity_store *store,
       j++;
     if (j == kh_identity_store_count(store))
       return kh_err(err, KH_ERR_NOT_FOUND, "%s:%u:3: identities.%.60s: no such identity in %.200s",
-                    p->file ? p->file : "policy", p->rules[i].line, name,
+                    cfg->file ? cfg->file : "policy", g->rules[i].line, name,
                     kh_identity_store_dir(store));
   }
   return 1;
@@ -279,25 +285,29 @@ static int check_rules_exist(const kh_policy *p, const kh_identity_store *store,
 /* check_config: --check-config FILE. Prints "FILE: OK ..." or the error. */
 static int check_config(const char *file, const char *ids_dir) {
   kh_error err;
-  kh_policy *p = kh_policy_load(file, &err);
-  if (p == NULL) {
+  kh_config cfg;
+  kh_config_init(&cfg);
+  kh_grants *g = kh_policy_load(file, &cfg, &err);
+  if (g == NULL) {
     fprintf(stderr, "%s\n", err.msg);
+    kh_config_cleanup(&cfg);
     return 1;
   }
-  if (ids_dir == NULL) ids_dir = p->identities_dir;
+  if (ids_dir == NULL) ids_dir = cfg.identities_dir;
   kh_identity_store *store = NULL;
   int ok = 1;
   if (ids_dir != NULL) {
     store = kh_identity_store_load(ids_dir, &err);
-    ok = store != NULL && check_rules_exist(p, store, &err);
+    ok = store != NULL && check_rules_exist(&cfg, g, store, &err);
     if (!ok) fprintf(stderr, "%s\n", err.msg);
   }
   if (ok)
-    printf("%s: OK (%zu identity rules%s%s)\n", file, p->n_rules,
+    printf("%s: OK (%zu identity rules%s%s)\n", file, g->n_rules,
            ids_dir ? ", identities checked in " : ", identities not checked",
            ids_dir ? ids_dir : "");
   kh_identity_store_free(store);
-  kh_policy_free(p);
+  kh_grants_free(g);
+  kh_config_cleanup(&cfg);
   return ok ? 0 : 1;
 }
 
@@ -370,6 +380,9 @@ int main(int argc, char **argv) {
 
   /* Everything below is released at |out|, on every path. */
   kh_error err;
+  kh_config conf;
+  kh_config_init(&conf);
+  kh_grants *grants = NULL;
   kh_identity_store *store = NULL;
   kh_ticket_keys *tickets = NULL;
   kh_resume *resume = NULL;
@@ -378,24 +391,31 @@ int main(int argc, char **argv) {
   pthread_t watchdog_thread;
   int watchdog_started = 0;
   int rc = 2;
-  kh_policy *policy = policy_file ? kh_policy_load(policy_file, &err) : kh_policy_builtin(getuid());
-  if (policy == NULL) {
-    fprintf(stderr, "keyholdd: %s\n", policy_file ? err.msg : "out of memory");
+  /* The file first, then the flags and environment over it. */
+  const flags given = {.socket_path = socket_path,
+                       .identities_dir = ids_dir,
+                       .ticket_keys_file = ticket_file,
+                       .socket_mode = over[0],
+                       .socket_group = over[1],
+                       .limits = limit_flags};
+  grants = policy_file ? kh_policy_load(policy_file, &conf, &err) : kh_grants_builtin(getuid());
+  if (grants == NULL || !apply_paths(&conf, &given, &err)) {
+    fprintf(stderr, "keyholdd: %s\n", policy_file || grants ? err.msg : "out of memory");
     goto out;
   }
-  if (socket_path == NULL) socket_path = policy->socket_path;
-  if (ids_dir == NULL) ids_dir = policy->identities_dir;
+  socket_path = conf.socket_path;
+  ids_dir = conf.identities_dir;
+  ticket_file = conf.ticket_keys_file;
   if (socket_path == NULL || ids_dir == NULL) {
     usage(stderr);
     goto out;
   }
-  if (!apply_overrides(policy, over, limit_flags, &err) ||
+  if (!apply_settings(&conf, &given, &err) ||
       (store = kh_identity_store_load(ids_dir, &err)) == NULL ||
-      !check_rules_exist(policy, store, &err)) {
+      !check_rules_exist(&conf, grants, store, &err)) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
     goto out;
   }
-  if (ticket_file == NULL) ticket_file = policy->ticket_keys_file;
   tickets = ticket_file ? kh_ticket_keys_load(ticket_file, &err) : kh_ticket_keys_random(&err);
   resume = kh_resume_new();
   if (tickets == NULL || resume == NULL) {
@@ -416,28 +436,28 @@ int main(int argc, char **argv) {
 
   /* The socket is bound (and given its group) before capabilities go. */
   rc = 1;
-  listener = kh_listener_open(socket_path, policy->socket_mode,
-                              policy->has_socket_gid ? policy->socket_gid : (gid_t)-1, &err);
+  listener = kh_listener_open(socket_path, conf.socket_mode,
+                              conf.has_socket_gid ? conf.socket_gid : (gid_t)-1, &err);
   if (listener == NULL) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
     goto out;
   }
   /* The services keyholdd serves, each behind rpc/service.h. */
-  kh_s2a_env env = {.store = store, .policy = policy, .resume = resume, .ticket_keys = &tickets};
+  kh_s2a_env env = {.store = store, .grants = grants, .resume = resume, .ticket_keys = &tickets};
   kh_service services[1 + KH_S2A_V2_SERVICES] = {kh_s2a_v1_service(&env)};
   kh_s2a_v2_services(&env, &services[1]);
   char describe[300];
   snprintf(describe, sizeof(describe), "with %zu identities, policy %s",
-           kh_identity_store_count(store), policy->file ? policy->file : "built-in (own uid only)");
+           kh_identity_store_count(store), conf.file ? conf.file : "built-in (own uid only)");
   housekeeping hk = {.rotation = rotation, .resume = resume};
   kh_server_config cfg = {.socket_path = socket_path,
                           .describe = describe,
                           .listener = listener,
                           .services = services,
                           .n_services = sizeof(services) / sizeof(services[0]),
-                          .limits = &policy->limits,
+                          .limits = &conf.limits,
                           .admit = admit_uid,
-                          .admit_arg = policy,
+                          .admit_arg = grants,
                           .workers = (unsigned)workers,
                           .tick = tick,
                           .tick_arg = &hk};
@@ -457,7 +477,7 @@ int main(int argc, char **argv) {
                : "");
   }
   /* Started with every signal blocked: the signals stay the main thread's. */
-  g_drain_ms = policy->limits.drain_timeout_ms;
+  g_drain_ms = conf.limits.drain_timeout_ms;
   sigset_t all, old_mask;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old_mask);
@@ -477,7 +497,8 @@ out:
   kh_resume_free(resume);
   kh_ticket_keys_unref(tickets);
   kh_identity_store_free(store);
-  kh_policy_free(policy);
+  kh_grants_free(grants);
+  kh_config_cleanup(&conf);
   if (watchdog_started) {
     __atomic_store_n(&g_drained, 1, __ATOMIC_RELEASE);
     pthread_join(watchdog_thread, NULL);

@@ -52,14 +52,13 @@ const char *const *kh_limits_names(void) {
 
 int kh_limits_set(kh_limits *l, const char *name, const char *value, kh_error *err) {
   const limit_def *d = find(name);
-  if (d == NULL) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%.60s: unknown limit", name);
+  if (d == NULL) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "unknown limit");
   char *end;
   errno = 0;
   unsigned long v = strtoul(value, &end, 10);
   if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 || v < d->min || v > d->max)
-    return kh_err(err, KH_ERR_INVALID_ARGUMENT,
-                  "%s: expected a number from %lu to %lu, found '%.60s'", name, d->min, d->max,
-                  value);
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "expected a number from %lu to %lu, found '%.60s'",
+                  d->min, d->max, value);
   *slot(l, d) = (unsigned)v;
   return 1;
 }

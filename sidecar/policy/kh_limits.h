@@ -34,14 +34,16 @@ typedef struct {
 /* kh_limits_default fills |l| with the documented defaults. */
 void kh_limits_default(kh_limits *l);
 
-/* kh_limits_find: is |name| (e.g. "handshake_timeout_ms") a known limit? */
+/* kh_limits_known: is |name| (e.g. "handshake_timeout_ms") a known limit? */
 int kh_limits_known(const char *name);
 
 /* kh_limits_names lists the names, NULL-terminated (for error messages). */
 const char *const *kh_limits_names(void);
 
-/* kh_limits_set parses |value| (decimal) into the limit |name|. Errors:
- * "<name>: expected a number from MIN to MAX, found 'VALUE'" (or unknown). */
-int kh_limits_set(kh_limits *l, const char *name, const char *value, kh_error *err);
+/* kh_limits_set parses |value| (decimal) into the limit |name|. Errors are
+ * the bare reason, "expected a number from MIN to MAX, found 'VALUE'" or
+ * "unknown limit"; the caller names the field or flag. |l| is unchanged on
+ * failure. */
+KH_MUST_USE int kh_limits_set(kh_limits *l, const char *name, const char *value, kh_error *err);
 
 #endif /* KH_LIMITS_H */

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "kh_limits.h"
-#include "policy.h"
+#include "caller.h"
 
 typedef enum { KH_SLOT_NONE, KH_SLOT_UID, KH_SLOT_PROC } kh_slot_kind;
 

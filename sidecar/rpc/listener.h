@@ -10,8 +10,9 @@
 #include <grpc/grpc.h>
 #include <sys/types.h>
 
+#include "caller.h"
 #include "kh_error.h"
-#include "policy.h"
+#include "kh_limits.h"
 
 typedef struct kh_listener kh_listener;
 

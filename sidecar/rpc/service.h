@@ -16,7 +16,7 @@
 
 #include "kh_buf.h"
 #include "kh_error.h"
-#include "policy.h"
+#include "caller.h"
 
 typedef enum {
   KH_RPC_CONTINUE = 0, /* send |resp|, wait for the next request */

@@ -25,7 +25,7 @@ typedef enum { ST_START, ST_HANDSHAKING, ST_DONE, ST_FAILED } session_state;
 struct kh_s2a_session {
   const kh_s2a_env *env;
   const kh_identity_store *store;
-  const kh_policy *policy;
+  const kh_grants *grants;
   char resume_target[1024]; /* client: target name + expected peers, for the session cache */
   int resumed;
   kh_caller caller;
@@ -61,7 +61,7 @@ kh_s2a_session *kh_s2a_session_new(const kh_s2a_env *env, const kh_caller *calle
   if (s == NULL) return NULL;
   s->env = env;
   s->store = env->store;
-  s->policy = env->policy;
+  s->grants = env->grants;
   if (caller != NULL) s->caller = *caller;
   snprintf(s->local_name, sizeof(s->local_name), "-");
   snprintf(s->peer_name, sizeof(s->peer_name), "-");
@@ -154,20 +154,29 @@ static int refuse(const kh_s2a_session *s, kh_error *err) {
                 s->n_tokens ? " (the access token presented does not grant it)" : "");
 }
 
-/* apply_policy: may the caller use the chosen identity, and with which ALPN
- * protocols, suites and peers? Narrows |cfg| to what the policy allows. */
-static int apply_policy(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
-  if (s->policy == NULL) return 1;
+/* authorize: may the caller run |op| with the chosen identity? Fills
+ * |grant|; without grants (tests, fuzzing) everything is granted. */
+static int authorize(kh_s2a_session *s, kh_operation op, kh_grant *grant, kh_error *err) {
   const char *name = kh_identity_dir_name(s->identity);
-  if (!kh_policy_authorize(s->policy, name, &s->caller, s->tokens, s->n_tokens, err))
+  if (s->grants == NULL) {
+    *grant = (kh_grant){.identity = name, .op = op, .peer_check = NULL};
+    return 1;
+  }
+  if (!kh_authz_decide(s->grants, &s->caller, s->tokens, s->n_tokens, op, name, grant, err))
     return refuse(s, err);
-  const kh_policy_rule *r = kh_policy_rule_for(s->policy, name);
-  cfg->peer_check = &r->peers;
-  if (r->alpn.n > 0 && cfg->alpn_count > 0) {
+  return 1;
+}
+
+/* apply_grant narrows |cfg| to what |g| allows: the requested ALPN
+ * protocols and suites to the granted ones (refused if none is left), the
+ * peers to the granted lists. */
+static int apply_grant(const kh_grant *g, kh_tls_config *cfg, kh_error *err) {
+  cfg->peer_check = g->peer_check;
+  if (g->n_alpn > 0 && cfg->alpn_count > 0) {
     size_t kept = 0;
     for (size_t i = 0; i < cfg->alpn_count; i++) {
-      for (size_t j = 0; j < r->alpn.n; j++) {
-        if (strcmp(cfg->alpn[i], r->alpn.v[j]) == 0) {
+      for (size_t j = 0; j < g->n_alpn; j++) {
+        if (strcmp(cfg->alpn[i], g->alpn[j]) == 0) {
           cfg->alpn[kept++] = cfg->alpn[i];
           break;
         }
@@ -175,15 +184,17 @@ static int apply_policy(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
     }
     if (kept == 0)
       return kh_err(err, KH_ERR_PERMISSION_DENIED,
-                    "none of the requested ALPN protocols is allowed for identity '%.100s'", name);
+                    "none of the requested ALPN protocols is allowed for identity '%.100s'",
+                    g->identity);
     cfg->alpn_count = kept;
   }
-  if (r->suites != 0) {
+  if (g->suites != 0) {
     uint32_t asked = cfg->allowed_suites ? cfg->allowed_suites : KH_SUITE_ALL;
-    if ((asked & r->suites) == 0)
+    if ((asked & g->suites) == 0)
       return kh_err(err, KH_ERR_PERMISSION_DENIED,
-                    "none of the requested ciphersuites is allowed for identity '%.100s'", name);
-    cfg->allowed_suites = asked & r->suites;
+                    "none of the requested ciphersuites is allowed for identity '%.100s'",
+                    g->identity);
+    cfg->allowed_suites = asked & g->suites;
   }
   return 1;
 }
@@ -195,12 +206,15 @@ static kh_identity *find_identity(kh_s2a_session *s, const char *name, kh_error 
   snprintf(s->asked, sizeof(s->asked), "%s", name ? name : "");
   /* A reference of our own: survives a rotation of the store. */
   kh_identity *id = kh_identity_store_find_ref(s->store, name, err);
-  if (id == NULL && s->policy != NULL && s->caller.uid != getuid()) refuse(s, err);
+  if (id == NULL && s->grants != NULL && s->caller.uid != getuid()) refuse(s, err);
   return id;
 }
 
 static int start_engine(kh_s2a_session *s, kh_tls_config *cfg, kh_error *err) {
-  if (!apply_policy(s, cfg, err)) return 0;
+  kh_grant grant;
+  kh_operation op =
+      cfg->side == KH_TLS_CLIENT ? KH_OP_TLS_CLIENT_HANDSHAKE : KH_OP_TLS_SERVER_HANDSHAKE;
+  if (!authorize(s, op, &grant, err) || !apply_grant(&grant, cfg, err)) return 0;
   cfg->identity = s->identity;
   s->engine = kh_tls_engine_new(cfg, err);
   if (s->engine == NULL) return 0;

@@ -7,10 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "authz.h"
+#include "caller.h"
 #include "identity.h"
 #include "kh_buf.h"
 #include "kh_error.h"
-#include "policy.h"
 #include "resume.h"
 #include "ticket_keys.h"
 
@@ -26,13 +27,13 @@ typedef struct kh_s2a_session kh_s2a_session;
 /* What sessions share; everything is borrowed and outlives the sessions. */
 typedef struct {
   const kh_identity_store *store;
-  const kh_policy *policy;            /* NULL: no authorization (tests, fuzzing only) */
+  const kh_grants *grants;            /* NULL: no authorization (tests, fuzzing only) */
   kh_resume *resume;                  /* NULL: no client-side resumption */
   kh_ticket_keys *const *ticket_keys; /* current server ticket keys; NULL: none */
 } kh_s2a_env;
 
-/* |caller| is copied. */
-kh_s2a_session *kh_s2a_session_new(const kh_s2a_env *env, const kh_caller *caller);
+/* |caller| is copied. NULL: out of memory. */
+KH_MUST_USE kh_s2a_session *kh_s2a_session_new(const kh_s2a_env *env, const kh_caller *caller);
 void kh_s2a_session_free(kh_s2a_session *s);
 
 kh_s2a_outcome kh_s2a_session_handle(kh_s2a_session *s, const uint8_t *req, size_t req_len,

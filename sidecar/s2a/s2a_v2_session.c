@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "authz.h"
 #include "identity.h"
 #include "kh_log.h"
 #include "kh_secret.h"
@@ -92,13 +93,23 @@ static const char *op_name(kh_v2_req_kind k) {
   }
 }
 
+static kh_operation operation(kh_v2_req_kind k) {
+  switch (k) {
+    case KH_V2_REQ_PRIVATE_KEY: return KH_OP_SIGN;
+    case KH_V2_REQ_RESUMPTION_KEY: return KH_OP_TICKET_KEYS;
+    case KH_V2_REQ_VALIDATE: return KH_OP_VALIDATE;
+    default: return KH_OP_TLS_CONFIG;
+  }
+}
+
 /* refuse: one answer whether the identity exists or not (as in v1), naming
- * the caller, the identity as asked and the operation. */
+ * the caller, the identity as asked, the operation and the grant it needs. */
 static int refuse(const kh_s2a_v2_session *s, const kh_v2_req *r, kh_error *err) {
   return kh_err(err, KH_ERR_PERMISSION_DENIED,
-                "caller uid %u may not use identity '%.100s' for %s%s", (unsigned)s->caller.uid,
-                s->asked[0] ? s->asked : "(default)", op_name(r->kind),
-                r->n_tokens ? " (the access token presented does not grant it)" : "");
+                "caller uid %u may not use identity '%.100s' for %s (needs the '%s' grant)%s",
+                (unsigned)s->caller.uid, s->asked[0] ? s->asked : "(default)", op_name(r->kind),
+                kh_grant_name(kh_operation_grant(operation(r->kind))),
+                r->n_tokens ? "; the access token presented does not grant it" : "");
 }
 
 static int request_name(const S2a__Proto__V2__Identity *id, const char **out, kh_error *err) {
@@ -145,7 +156,7 @@ static int choose_identity(kh_s2a_v2_session *s, const kh_v2_req *r, kh_error *e
   kh_identity *id = kh_identity_store_find_ref(s->env->store, name, err);
   if (id == NULL) {
     /* Only keyholdd's own uid learns which identities exist. */
-    if (s->env->policy != NULL && s->caller.uid != getuid()) refuse(s, r, err);
+    if (s->env->grants != NULL && s->caller.uid != getuid()) refuse(s, r, err);
     return 0;
   }
   kh_identity_unref(s->identity);
@@ -153,16 +164,17 @@ static int choose_identity(kh_s2a_v2_session *s, const kh_v2_req *r, kh_error *e
   return 1;
 }
 
-/* authorize: may the caller use the identity for this request? Returns the
- * policy rule (NULL without a policy: tests and fuzzing). */
-static int authorize(kh_s2a_v2_session *s, const kh_v2_req *r, const kh_policy_rule **rule,
-                     kh_error *err) {
-  *rule = NULL;
-  if (s->env->policy == NULL) return 1;
+/* authorize: may the caller run this request's operation with the
+ * identity? Fills |grant| (without grants, tests and fuzzing: anything). */
+static int authorize(kh_s2a_v2_session *s, const kh_v2_req *r, kh_grant *grant, kh_error *err) {
   const char *dir = kh_identity_dir_name(s->identity);
-  if (!kh_policy_authorize(s->env->policy, dir, &s->caller, r->tokens, r->n_tokens, err))
+  kh_operation op = operation(r->kind);
+  if (s->env->grants == NULL) {
+    *grant = (kh_grant){.identity = dir, .op = op};
+    return 1;
+  }
+  if (!kh_authz_decide(s->env->grants, &s->caller, r->tokens, r->n_tokens, op, dir, grant, err))
     return refuse(s, r, err);
-  *rule = kh_policy_rule_for(s->env->policy, dir);
   return 1;
 }
 
@@ -214,8 +226,7 @@ typedef struct {
 } tls_config_out;
 
 static int tls_config(kh_s2a_v2_session *s, const S2a__Proto__V2__GetTlsConfigurationReq *r,
-                      const kh_policy_rule *rule, tls_config_out *o, owned *own_list,
-                      kh_error *err) {
+                      const kh_grant *g, tls_config_out *o, owned *own_list, kh_error *err) {
   int server = r->connection_side == S2A__PROTO__V2__CONNECTION_SIDE__CONNECTION_SIDE_SERVER;
   if (!server && r->connection_side != S2A__PROTO__V2__CONNECTION_SIDE__CONNECTION_SIDE_CLIENT)
     return kh_err(err, KH_ERR_INVALID_ARGUMENT, "connection_side must be CLIENT or SERVER, not %d",
@@ -232,8 +243,8 @@ static int tls_config(kh_s2a_v2_session *s, const S2a__Proto__V2__GetTlsConfigur
   }
   s2a__proto__v2__alpn_policy__init(&o->alpn);
   size_t np = 0;
-  for (size_t i = 0; rule != NULL && i < rule->alpn.n && np < KH_MAX_ALPN_V2; i++) {
-    int p = alpn_protocol(rule->alpn.v[i]);
+  for (size_t i = 0; i < g->n_alpn && np < KH_MAX_ALPN_V2; i++) {
+    int p = alpn_protocol(g->alpn[i]);
     if (p != 0) o->protocols[np++] = p;
   }
   o->alpn.enable_alpn_negotiation = np > 0;
@@ -408,7 +419,7 @@ static size_t leaf_uris(const uint8_t *der, size_t len, char **out, size_t max, 
 }
 
 static int validate(kh_s2a_v2_session *s, const S2a__Proto__V2__ValidatePeerCertificateChainReq *r,
-                    const kh_policy_rule *rule, validate_out *o, owned *own_list, kh_error *err) {
+                    const kh_grant *g, validate_out *o, owned *own_list, kh_error *err) {
   if (r->mode ==
       S2A__PROTO__V2__VALIDATE_PEER_CERTIFICATE_CHAIN_REQ__VERIFICATION_MODE__CONNECT_TO_GOOGLE)
     return kh_err(err, KH_ERR_UNIMPLEMENTED,
@@ -420,7 +431,7 @@ static int validate(kh_s2a_v2_session *s, const S2a__Proto__V2__ValidatePeerCert
     return kh_err(err, KH_ERR_INVALID_ARGUMENT, "verification mode %d is not supported",
                   (int)r->mode);
   kh_verify_params p = {.trust = kh_identity_trust(s->identity),
-                        .peer_check = rule ? &rule->peers : NULL,
+                        .peer_check = g->peer_check,
                         .policy_name = kh_identity_dir_name(s->identity)};
   size_t n;
   ProtobufCBinaryData *chain;
@@ -490,14 +501,14 @@ static int validate(kh_s2a_v2_session *s, const S2a__Proto__V2__ValidatePeerCert
 
 static int dispatch(kh_s2a_v2_session *s, const kh_v2_req *r, S2a__Proto__V2__SessionResp *resp,
                     owned *o, kh_buf *secret_out, kh_error *err) {
-  const kh_policy_rule *rule;
-  if (!choose_identity(s, r, err) || !authorize(s, r, &rule, err)) return 0;
+  kh_grant grant;
+  if (!choose_identity(s, r, err) || !authorize(s, r, &grant, err)) return 0;
   snprintf(s->local_name, sizeof(s->local_name), "%s", kh_identity_name(s->identity));
   switch (r->kind) {
     case KH_V2_REQ_TLS_CONFIG: {
       tls_config_out *t = own(o, calloc(1, sizeof(*t)));
       if (t == NULL) return kh_err(err, KH_ERR_NOMEM, "out of memory");
-      if (!tls_config(s, r->u.tls_config, rule, t, o, err)) return 0;
+      if (!tls_config(s, r->u.tls_config, &grant, t, o, err)) return 0;
       resp->resp_oneof_case = S2A__PROTO__V2__SESSION_RESP__RESP_ONEOF_GET_TLS_CONFIGURATION_RESP;
       resp->get_tls_configuration_resp = &t->resp;
       return 1;
@@ -529,7 +540,7 @@ static int dispatch(kh_s2a_v2_session *s, const kh_v2_req *r, S2a__Proto__V2__Se
     case KH_V2_REQ_VALIDATE: {
       validate_out *v = own(o, calloc(1, sizeof(*v)));
       if (v == NULL) return kh_err(err, KH_ERR_NOMEM, "out of memory");
-      if (!validate(s, r->u.validate, rule, v, o, err)) return 0;
+      if (!validate(s, r->u.validate, &grant, v, o, err)) return 0;
       resp->resp_oneof_case =
           S2A__PROTO__V2__SESSION_RESP__RESP_ONEOF_VALIDATE_PEER_CERTIFICATE_CHAIN_RESP;
       resp->validate_peer_certificate_chain_resp = &v->resp;

@@ -1,5 +1,6 @@
-/* The policy file: precise errors (file:line:col: field: reason), grants by
- * uid, gid and token, peer lists and DNS wildcards, the built-in default. */
+/* The policy file: daemon configuration and grants parsed from it, precise
+ * errors (file:line:col: field: reason), peer lists and DNS wildcards. The
+ * decisions made with the grants are test_authz.c's. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,72 +39,104 @@ static const char *k_good =
     "  \"*\":\n"
     "    callers: {uids: [3000]}\n";
 
-static kh_policy *parse(const char *text, kh_error *err) {
-  return kh_policy_parse("p.yaml", text, strlen(text), err);
+static kh_config g_cfg;
+
+static kh_grants *parse(const char *text, kh_error *err) {
+  kh_config_cleanup(&g_cfg);
+  kh_config_init(&g_cfg);
+  return kh_policy_parse("p.yaml", text, strlen(text), &g_cfg, err);
+}
+
+static void teardown(void) {
+  kh_config_cleanup(&g_cfg);
 }
 
 START_TEST(test_complete_policy) {
   kh_error err;
-  kh_policy *p = parse(k_good, &err);
-  ck_assert_msg(p != NULL, "%s", err.msg);
-  ck_assert_str_eq(p->socket_path, "/run/keyhold/keyholdd.sock");
-  ck_assert_int_eq(p->socket_mode, 0660);
-  ck_assert_int_eq(p->has_socket_gid, 1);
-  ck_assert_uint_eq(p->limits.max_handshakes_per_caller, 8);
-  ck_assert_uint_eq(p->limits.handshake_timeout_ms, 2500);
-  const kh_policy_rule *r = kh_policy_rule_for(p, "server");
+  kh_grants *g = parse(k_good, &err);
+  ck_assert_msg(g != NULL, "%s", err.msg);
+  ck_assert_str_eq(g_cfg.file, "p.yaml");
+  ck_assert_str_eq(g_cfg.socket_path, "/run/keyhold/keyholdd.sock");
+  ck_assert_str_eq(g_cfg.identities_dir, "/etc/keyhold/identities");
+  ck_assert_int_eq(g_cfg.socket_mode, 0660);
+  ck_assert_int_eq(g_cfg.has_socket_gid, 1);
+  ck_assert_uint_eq(g_cfg.socket_gid, 0);
+  ck_assert_ptr_null(g_cfg.ticket_keys_file);
+  ck_assert_uint_eq(g_cfg.limits.max_handshakes_per_caller, 8);
+  ck_assert_uint_eq(g_cfg.limits.handshake_timeout_ms, 2500);
+  ck_assert_uint_eq(g_cfg.limits.max_connections, 4096); /* default kept */
+  ck_assert_uint_eq(g->n_rules, 2);
+  const kh_grant_rule *r = kh_grants_rule_for(g, "server");
   ck_assert_str_eq(r->name, "server");
+  ck_assert_uint_eq(r->line, 11);
   ck_assert_uint_eq(r->n_uids, 2);
   ck_assert_uint_eq(r->uids[1], 0);
+  ck_assert_uint_eq(r->n_gids, 1);
+  ck_assert_uint_eq(r->n_tokens, 1);
   ck_assert_uint_eq(r->suites, KH_SUITE_BIT(0) | KH_SUITE_BIT(2));
   ck_assert_uint_eq(r->alpn.n, 2);
-  ck_assert_str_eq(kh_policy_rule_for(p, "other")->name, "*");
-  kh_policy_free(p);
+  ck_assert_str_eq(kh_grants_rule_for(g, "other")->name, "*");
+  kh_grants_free(g);
 }
 END_TEST
 
-START_TEST(test_authorize) {
+/* A file without socket, limits or paths leaves the defaults. */
+START_TEST(test_minimal_policy_keeps_defaults) {
   kh_error err;
-  kh_policy *p = parse(k_good, &err);
-  ck_assert_ptr_nonnull(p);
-  kh_caller by_uid = {.uid = 1000, .gid = 1}, by_gid = {.uid = 5, .gid = 2000},
-            nobody = {.uid = 4242, .gid = 4242}, star = {.uid = 3000, .gid = 1};
-  const char *good[] = {"wrong-token-xxxxxxxxxx", TOKEN}, *bad[] = {"wrong-token-xxxxxxxxxx"};
-  ck_assert(kh_policy_authorize(p, "server", &by_uid, NULL, 0, &err));
-  ck_assert(kh_policy_authorize(p, "server", &by_gid, NULL, 0, &err));
-  ck_assert(kh_policy_authorize(p, "server", &nobody, good, 2, &err));
-  ck_assert(!kh_policy_authorize(p, "server", &nobody, bad, 1, &err));
-  ck_assert_int_eq(err.code, KH_ERR_PERMISSION_DENIED);
-  ck_assert_str_eq(err.msg,
-                   "caller uid 4242 may not use identity 'server' (the access token presented "
-                   "does not grant it)");
-  ck_assert(!kh_policy_authorize(p, "server", &nobody, NULL, 0, &err));
-  ck_assert_str_eq(err.msg, "caller uid 4242 may not use identity 'server'");
-  /* "*" covers identities without their own rule, not "server". */
-  ck_assert(kh_policy_authorize(p, "client", &star, NULL, 0, &err));
-  ck_assert(!kh_policy_authorize(p, "server", &star, NULL, 0, &err));
-  ck_assert(!kh_policy_authorize(p, "client", &by_uid, NULL, 0, &err));
-  kh_policy_free(p);
+  kh_grants *g = parse("identities: {web: {callers: {uids: [1]}}}\n", &err);
+  ck_assert_msg(g != NULL, "%s", err.msg);
+  ck_assert_ptr_null(g_cfg.socket_path);
+  ck_assert_ptr_null(g_cfg.identities_dir);
+  ck_assert_int_eq(g_cfg.socket_mode, -1);
+  ck_assert_int_eq(g_cfg.has_socket_gid, 0);
+  kh_limits def;
+  kh_limits_default(&def);
+  ck_assert_mem_eq(&g_cfg.limits, &def, sizeof(def));
+  kh_grants_free(g);
 }
 END_TEST
 
-START_TEST(test_builtin_is_own_uid_only) {
+/* The setters the flags use check exactly as the file does. */
+START_TEST(test_config_setters) {
+  kh_config c;
+  kh_config_init(&c);
   kh_error err;
-  kh_policy *p = kh_policy_builtin(1234);
-  kh_caller me = {.uid = 1234}, other = {.uid = 99};
-  ck_assert(kh_policy_admits(p, &me));
-  ck_assert(!kh_policy_admits(p, &other));
-  ck_assert(kh_policy_authorize(p, "anything", &me, NULL, 0, &err));
-  ck_assert(!kh_policy_authorize(p, "anything", &other, NULL, 0, &err));
-  ck_assert_str_eq(err.msg, "caller uid 99 may not use identity 'anything'");
-  kh_policy_free(p);
+  ck_assert(kh_config_set_socket_mode(&c, "0640", &err));
+  ck_assert_int_eq(c.socket_mode, 0640);
+  ck_assert(!kh_config_set_socket_mode(&c, "0777", &err));
+  ck_assert_str_eq(err.msg, "0777 lets every local user reach the socket (at most 0770)");
+  ck_assert(!kh_config_set_socket_mode(&c, "0440", &err));
+  ck_assert_str_eq(err.msg, "0440: the owner needs read and write");
+  ck_assert(!kh_config_set_socket_mode(&c, "abc", &err));
+  ck_assert_str_eq(err.msg, "expected a number from 0 to 511, found 'abc'");
+  ck_assert_int_eq(c.socket_mode, 0640); /* unchanged by the refusals */
+  ck_assert(kh_config_set_socket_group(&c, "0", &err));
+  ck_assert_int_eq(c.has_socket_gid, 1);
+  ck_assert(!kh_config_set_socket_group(&c, "nosuchgroup_kh", &err));
+  ck_assert_str_eq(err.msg, "unknown group 'nosuchgroup_kh'");
+  ck_assert(!kh_config_set_string(&c.socket_path, "", &err));
+  ck_assert(kh_config_set_string(&c.socket_path, "/a", &err));
+  ck_assert(kh_config_set_string(&c.socket_path, "/b", &err));
+  ck_assert_str_eq(c.socket_path, "/b");
+  kh_config_cleanup(&c);
+}
+END_TEST
+
+START_TEST(test_builtin_is_one_star_rule) {
+  kh_grants *g = kh_grants_builtin(1234);
+  ck_assert_ptr_nonnull(g);
+  ck_assert_uint_eq(g->n_rules, 1);
+  ck_assert_str_eq(g->rules[0].name, "*");
+  ck_assert_uint_eq(g->rules[0].n_uids, 1);
+  ck_assert_uint_eq(g->rules[0].uids[0], 1234);
+  kh_grants_free(g);
 }
 END_TEST
 
 START_TEST(test_peers_and_wildcards) {
   kh_error err;
-  kh_policy *p = parse(k_good, &err);
-  const kh_policy_rule *r = kh_policy_rule_for(p, "server");
+  kh_grants *p = parse(k_good, &err);
+  const kh_grant_rule *r = kh_grants_rule_for(p, "server");
   char *dns_ok[] = {"api.example.org"}, *dns_deep[] = {"a.b.example.org"},
        *dns_bare[] = {"example.org"}, *local[] = {"LOCALHOST"};
   ck_assert(kh_peer_check_allows(&r->peers, "spiffe://example.org/client", NULL, 0));
@@ -115,8 +148,8 @@ START_TEST(test_peers_and_wildcards) {
   ck_assert(!kh_peer_check_allows(&r->peers, NULL, dns_bare, 1));
   ck_assert(kh_peer_check_allows(&r->peers, NULL, local, 1));
   /* No peer lists: any verified peer. */
-  ck_assert(kh_peer_check_allows(&kh_policy_rule_for(p, "x")->peers, NULL, NULL, 0));
-  kh_policy_free(p);
+  ck_assert(kh_peer_check_allows(&kh_grants_rule_for(p, "x")->peers, NULL, NULL, 0));
+  kh_grants_free(p);
 }
 END_TEST
 
@@ -128,7 +161,7 @@ static const struct {
      "p.yaml:4:20: identities.web.callers.uids[1]: unknown user 'nosuchuser_kh'"},
     {"identities:\n  web:\n    callers: {uids: [1]}\n    colour: blue\n",
      "p.yaml:4:5: identities.web.colour: unknown field (expected one of: callers, peers, alpn, "
-     "tls_versions, ciphersuites)"},
+     "tls_versions, ciphersuites, operations)"},
     {"socket:\n  mode: \"0666\"\nidentities:\n  web: {callers: {uids: [1]}}\n",
      "p.yaml:2:9: socket.mode: 0666 lets every local user reach the socket (at most 0770)"},
     {"identities:\n  web:\n    peers: {dns: [x]}\n",
@@ -161,7 +194,7 @@ static const struct {
 START_TEST(test_broken_policies) {
   for (size_t i = 0; i < sizeof(k_broken) / sizeof(k_broken[0]); i++) {
     kh_error err;
-    kh_policy *p = parse(k_broken[i].text, &err);
+    kh_grants *p = parse(k_broken[i].text, &err);
     ck_assert_msg(p == NULL, "case %zu accepted", i);
     ck_assert_msg(strstr(err.msg, k_broken[i].want) == err.msg, "case %zu: got '%s' want '%s'", i,
                   err.msg, k_broken[i].want);
@@ -171,7 +204,8 @@ END_TEST
 
 START_TEST(test_load_file_errors) {
   kh_error err;
-  ck_assert_ptr_null(kh_policy_load("/nonexistent/keyhold.yaml", &err));
+  kh_config_init(&g_cfg);
+  ck_assert_ptr_null(kh_policy_load("/nonexistent/keyhold.yaml", &g_cfg, &err));
   ck_assert_int_eq(err.code, KH_ERR_NOT_FOUND);
   ck_assert_msg(strstr(err.msg, "/nonexistent/keyhold.yaml: cannot open") == err.msg, "%s",
                 err.msg);
@@ -180,10 +214,11 @@ START_TEST(test_load_file_errors) {
   ck_assert_int_ge(fd, 0);
   ck_assert_int_eq(write(fd, k_good, strlen(k_good)), (int)strlen(k_good));
   close(fd);
-  kh_policy *p = kh_policy_load(path, &err);
+  kh_grants *p = kh_policy_load(path, &g_cfg, &err);
   ck_assert_msg(p != NULL, "%s", err.msg);
-  ck_assert_str_eq(p->file, path);
-  kh_policy_free(p);
+  ck_assert_str_eq(g_cfg.file, path);
+  ck_assert_uint_eq(g_cfg.limits.handshake_timeout_ms, 2500);
+  kh_grants_free(p);
   unlink(path);
 }
 END_TEST
@@ -191,9 +226,11 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("policy");
   TCase *tc = tcase_create("core");
+  tcase_add_checked_fixture(tc, NULL, teardown);
   tcase_add_test(tc, test_complete_policy);
-  tcase_add_test(tc, test_authorize);
-  tcase_add_test(tc, test_builtin_is_own_uid_only);
+  tcase_add_test(tc, test_minimal_policy_keeps_defaults);
+  tcase_add_test(tc, test_config_setters);
+  tcase_add_test(tc, test_builtin_is_one_star_rule);
   tcase_add_test(tc, test_peers_and_wildcards);
   tcase_add_test(tc, test_broken_policies);
   tcase_add_test(tc, test_load_file_errors);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "identity.h"
+#include "policy.h"
 #include "s2a/s2a.pb-c.h"
 #include "s2a_session.h"
 #include "testutil.h"
@@ -240,6 +241,69 @@ START_TEST(test_oversized_in_bytes) {
 }
 END_TEST
 
+/* --- the grant applied to the handshake --- */
+
+/* start_with_grants runs a client_start (ALPN "grpc", |suite|) of caller
+ * |uid| under the grants of |policy|; returns the outcome, |err| its status. */
+static kh_s2a_outcome start_with_grants(const char *policy, uid_t uid, int suite, kh_error *err) {
+  kh_config cfg;
+  kh_config_init(&cfg);
+  kh_grants *g = kh_policy_parse("p.yaml", policy, strlen(policy), &cfg, err);
+  ck_assert_msg(g != NULL, "%s", err->msg);
+  kh_caller caller = {.uid = uid, .gid = uid};
+  kh_s2a_session *c = kh_s2a_session_new(&(kh_s2a_env){.store = g_store, .grants = g}, &caller);
+  kh_buf req = KH_BUF_INIT, resp = KH_BUF_INIT;
+  client_start(&req, "spiffe://example.org/client", NULL, suite);
+  kh_s2a_outcome got = kh_s2a_session_handle(c, req.data, req.len, &resp, err);
+  kh_buf_free(&req);
+  kh_buf_free(&resp);
+  kh_s2a_session_free(c);
+  kh_grants_free(g);
+  kh_config_cleanup(&cfg);
+  return got;
+}
+
+START_TEST(test_grant_refuses_other_caller) {
+  kh_error err;
+  const char *p = "identities: {\"*\": {callers: {uids: [1000]}}}\n";
+  ck_assert_int_eq(start_with_grants(p, 1000, -1, &err), KH_S2A_CONTINUE);
+  ck_assert_int_eq(start_with_grants(p, 4242, -1, &err), KH_S2A_FAILED);
+  ck_assert_int_eq(err.code, KH_ERR_PERMISSION_DENIED);
+  /* The identity as the caller named it, not its directory. */
+  ck_assert_str_eq(err.msg, "caller uid 4242 may not use identity 'spiffe://example.org/client'");
+}
+END_TEST
+
+START_TEST(test_grant_narrows_alpn) {
+  kh_error err;
+  ck_assert_int_eq(
+      start_with_grants("identities: {\"*\": {callers: {uids: [1]}, alpn: [h2, grpc]}}\n", 1, -1,
+                        &err),
+      KH_S2A_CONTINUE);
+  ck_assert_int_eq(
+      start_with_grants("identities: {\"*\": {callers: {uids: [1]}, alpn: [h2]}}\n", 1, -1, &err),
+      KH_S2A_FAILED);
+  ck_assert_int_eq(err.code, KH_ERR_PERMISSION_DENIED);
+  ck_assert_msg(
+      strstr(err.msg, "none of the requested ALPN protocols is allowed for identity '") == err.msg,
+      "%s", err.msg);
+}
+END_TEST
+
+START_TEST(test_grant_narrows_suites) {
+  kh_error err;
+  const char *p =
+      "identities: {\"*\": {callers: {uids: [1]}, ciphersuites: [AES_256_GCM_SHA384]}}\n";
+  ck_assert_int_eq(start_with_grants(p, 1, KH_SUITE_AES_256_GCM_SHA384, &err), KH_S2A_CONTINUE);
+  ck_assert_int_eq(start_with_grants(p, 1, -1, &err), KH_S2A_CONTINUE); /* all asked: narrowed */
+  ck_assert_int_eq(start_with_grants(p, 1, KH_SUITE_AES_128_GCM_SHA256, &err), KH_S2A_FAILED);
+  ck_assert_int_eq(err.code, KH_ERR_PERMISSION_DENIED);
+  ck_assert_msg(
+      strstr(err.msg, "none of the requested ciphersuites is allowed for identity '") == err.msg,
+      "%s", err.msg);
+}
+END_TEST
+
 /* --- the client session cache --- */
 
 static kh_identity *id_named(const char *name) {
@@ -326,6 +390,9 @@ int main(void) {
   tcase_add_test(tc, test_non_tls_peer_bytes);
   tcase_add_test(tc, test_unknown_ciphersuite);
   tcase_add_test(tc, test_oversized_in_bytes);
+  tcase_add_test(tc, test_grant_refuses_other_caller);
+  tcase_add_test(tc, test_grant_narrows_alpn);
+  tcase_add_test(tc, test_grant_narrows_suites);
   tcase_add_test(tc, test_cached_session_bound_to_caller_uid);
   tcase_add_test(tc, test_cached_session_of_old_certificate_not_offered);
   tcase_add_test(tc, test_failed_resumption_drops_session);

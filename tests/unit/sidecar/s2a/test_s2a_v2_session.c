@@ -51,9 +51,9 @@ typedef struct {
   S2a__Proto__V2__SessionResp *m;
 } stream;
 
-static void open_stream(stream *st, const kh_policy *policy, kh_ticket_keys **keys) {
+static void open_stream(stream *st, const kh_grants *grants, kh_ticket_keys **keys) {
   memset(st, 0, sizeof(*st));
-  st->env = (kh_s2a_env){.store = g_store, .policy = policy, .ticket_keys = keys};
+  st->env = (kh_s2a_env){.store = g_store, .grants = grants, .ticket_keys = keys};
   kh_caller c = {.uid = 4242, .gid = 4242, .pid = 1};
   st->s = kh_s2a_v2_session_new(&st->env, &c, KH_V2_DIALECT_S2A);
   ck_assert_ptr_nonnull(st->s);
@@ -482,9 +482,14 @@ START_TEST(test_policy_refuses_by_operation_name) {
       "    callers: {uids: [4242]}\n"
       "    peers: {spiffe_ids: [spiffe://example.org/someone-else]}\n"
       "  client:\n"
-      "    callers: {uids: [1]}\n";
+      "    callers: {uids: [1]}\n"
+      "  rsa:\n"
+      "    callers: {uids: [4242]}\n"
+      "    operations: [validate, ticket-keys]\n";
   kh_error err;
-  kh_policy *p = kh_policy_parse("p.yaml", yaml, strlen(yaml), &err);
+  kh_config conf;
+  kh_config_init(&conf);
+  kh_grants *p = kh_policy_parse("p.yaml", yaml, strlen(yaml), &conf, &err);
   ck_assert_msg(p != NULL, "%s", err.msg);
   stream st;
   open_stream(&st, p, &g_keys);
@@ -492,12 +497,12 @@ START_TEST(test_policy_refuses_by_operation_name) {
   ck_assert_uint_eq(sign(&st, "spiffe://example.org/client", 4, msg, 1, 32), 7);
   ck_assert_str_eq(details(&st),
                    "caller uid 4242 may not use identity 'spiffe://example.org/client' "
-                   "for OffloadPrivateKeyOperation");
+                   "for OffloadPrivateKeyOperation (needs the 'sign' grant)");
   /* An identity that does not exist gets the same answer. */
   ck_assert_uint_eq(sign(&st, "spiffe://example.org/nobody", 4, msg, 1, 32), 7);
   ck_assert_str_eq(details(&st),
                    "caller uid 4242 may not use identity 'spiffe://example.org/nobody' "
-                   "for OffloadPrivateKeyOperation");
+                   "for OffloadPrivateKeyOperation (needs the 'sign' grant)");
   /* The granted identity works, and its peer list applies to validation. */
   ck_assert_uint_eq(sign(&st, "spiffe://example.org/server", 4, msg, 1, 32), 0);
   ck_assert_uint_eq(validate(&st, "spiffe://example.org/server", 1, "peer/client.crt", NULL, 1), 0);
@@ -506,8 +511,21 @@ START_TEST(test_policy_refuses_by_operation_name) {
       S2A__PROTO__V2__VALIDATE_PEER_CERTIFICATE_CHAIN_RESP__VALIDATION_RESULT__FAILURE);
   ck_assert_ptr_nonnull(strstr(st.m->validate_peer_certificate_chain_resp->validation_details,
                                "not allowed by the policy"));
+  /* Grants per operation: validate, but not sign nor its configuration. */
+  ck_assert_uint_eq(sign(&st, "spiffe://example.org/rsa", 7, msg, 1, 32), 7);
+  ck_assert_str_eq(details(&st),
+                   "caller uid 4242 may not use identity 'spiffe://example.org/rsa' "
+                   "for OffloadPrivateKeyOperation (needs the 'sign' grant)");
+  ck_assert_uint_eq(get_config(&st, "spiffe://example.org/rsa",
+                               S2A__PROTO__V2__CONNECTION_SIDE__CONNECTION_SIDE_CLIENT, NULL),
+                    7);
+  ck_assert_uint_eq(validate(&st, "spiffe://example.org/rsa", 1, "peer/client.crt", NULL, 1), 0);
+  ck_assert_int_eq(
+      st.m->validate_peer_certificate_chain_resp->validation_result,
+      S2A__PROTO__V2__VALIDATE_PEER_CERTIFICATE_CHAIN_RESP__VALIDATION_RESULT__SUCCESS);
   close_stream(&st);
-  kh_policy_free(p);
+  kh_grants_free(p);
+  kh_config_cleanup(&conf);
 }
 END_TEST
 
