@@ -150,6 +150,34 @@ for dialect in s2a grpc-java; do
   expect "$dialect: a tampered ticket fails" '^status 3 the ticket does not authenticate' \
     "${d[@]}" --identity spiffe://example.org/server --op open --in "$tampered"
 done
+# 6. Grants per operation, by token: the client identity may validate only.
+TOKEN=v2-test-token-0123456789
+cat >"$T/policy.yaml" <<EOF
+identities:
+  client:
+    callers: {tokens: ["$TOKEN"]}
+    operations: [validate]
+  server:
+    callers: {uids: [$(id -u)]}
+EOF
+start_keyholdd kdp "$P/ids" --policy "$T/policy.yaml"
+S=$T/kdp.sock
+for dialect in s2a grpc-java; do
+  d=(--dialect "$dialect")
+  expect "$dialect: no token, no grant" \
+    "^status 7 caller uid $(id -u) may not use identity 'spiffe://example.org/client' for OffloadPrivateKeyOperation \(needs the 'sign' grant\)$" \
+    "${d[@]}" --identity $C --op sign --sigalg 4 --digest-len 32 --in "$hex32"
+  expect "$dialect: a token that grants validate does not grant sign" \
+    "needs the 'sign' grant\); the access token presented does not grant it$" \
+    "${d[@]}" --identity $C --token "$TOKEN" --op sign --sigalg 4 --digest-len 32 --in "$hex32"
+  expect "$dialect: the token grants validate" '^validation 1 +peer=spiffe://example.org/peer-server' \
+    "${d[@]}" --identity $C --token "$TOKEN" --op validate-server --chain "$P/peer/server.crt" --server-name localhost
+  expect "$dialect: an uid grant without operations: every operation" '^out 30' \
+    "${d[@]}" --identity spiffe://example.org/server --op sign --sigalg 4 --digest-len 32 --in "$hex32"
+done
+wait_for "$T/kdp.log" "s2a v2: caller uid=$(id -u) OffloadPrivateKeyOperation refused: caller uid" &&
+  pass "a refusal is logged with caller, identity, operation" || fail "no refusal log line"
+S=$T/kd.sock
 expect "keyholdd still serves after all of that" '^server chain=1 min=4 max=4 request_client_certificate=5 resumption=1 overhead=80' \
   --identity spiffe://example.org/server --op config-server
 finish
