@@ -77,9 +77,10 @@ int kh_authz_decide(const kh_grants *g, const kh_caller *caller, const char *con
     ok |= token_granted(r, tokens, n_tokens);
     if (r->operations != 0 && (r->operations & kh_operation_grant(op)) == 0) ok = 0;
   }
+  char who[40];
   if (!ok)
-    return kh_err(err, KH_ERR_PERMISSION_DENIED, "caller uid %u may not use identity '%.100s'%s",
-                  (unsigned)caller->uid, identity,
+    return kh_err(err, KH_ERR_PERMISSION_DENIED, "%s may not use identity '%.100s'%s",
+                  kh_caller_name(caller, who, sizeof(who)), identity,
                   n_tokens ? " (the access token presented does not grant it)" : "");
   *out = (kh_grant){.identity = identity,
                     .op = op,

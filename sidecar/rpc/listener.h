@@ -20,6 +20,16 @@ typedef struct kh_listener kh_listener;
  * one), sets its mode (|mode| < 0: 0660) and group (|gid| (gid_t)-1: keep). */
 kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *err);
 
+/* kh_listener_add_tcp also listens on |addr|, "tcp://HOST:PORT" with HOST
+ * an IPv4 literal or a bracketed IPv6 one, for S2A clients that cannot
+ * dial a Unix socket. A TCP peer has no uid: its caller is KH_CALLER_NONE
+ * (uid and gid (uid_t)-1, pid 0), so only token grants apply to it, and
+ * all TCP connections share one per-caller connection cap. HOST must be a
+ * loopback address (127.0.0.0/8, ::1) unless |allow_remote|. PORT 0 picks
+ * one; |*out_port| is the port bound. */
+KH_MUST_USE int kh_listener_add_tcp(kh_listener *l, const char *addr, int allow_remote,
+                                    unsigned *out_port, kh_error *err);
+
 typedef struct {
   kh_limits limits; /* connection caps and the preface timeout */
   /* Does the policy grant |caller| anything? A caller it does not is kept to

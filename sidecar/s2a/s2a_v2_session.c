@@ -105,10 +105,11 @@ static kh_operation operation(kh_v2_req_kind k) {
 /* refuse: one answer whether the identity exists or not (as in v1), naming
  * the caller, the identity as asked, the operation and the grant it needs. */
 static int refuse(const kh_s2a_v2_session *s, const kh_v2_req *r, kh_error *err) {
+  char who[40];
   return kh_err(err, KH_ERR_PERMISSION_DENIED,
-                "caller uid %u may not use identity '%.100s' for %s (needs the '%s' grant)%s",
-                (unsigned)s->caller.uid, s->asked[0] ? s->asked : "(default)", op_name(r->kind),
-                kh_grant_name(kh_operation_grant(operation(r->kind))),
+                "%s may not use identity '%.100s' for %s (needs the '%s' grant)%s",
+                kh_caller_name(&s->caller, who, sizeof(who)), s->asked[0] ? s->asked : "(default)",
+                op_name(r->kind), kh_grant_name(kh_operation_grant(operation(r->kind))),
                 r->n_tokens ? "; the access token presented does not grant it" : "");
 }
 

@@ -178,6 +178,35 @@ done
 wait_for "$T/kdp.log" "s2a v2: caller uid=$(id -u) OffloadPrivateKeyOperation refused: caller uid" &&
   pass "a refusal is logged with caller, identity, operation" || fail "no refusal log line"
 S=$T/kd.sock
+# 7. Loopback TCP for clients that cannot dial a Unix socket: no uid there,
+# so only token grants apply; a non-loopback address is refused.
+cat >"$T/tcp.yaml" <<EOF
+identities:
+  server:
+    callers: {tokens: ["$TOKEN"]}
+EOF
+start_keyholdd kdt "$P/ids" --policy "$T/tcp.yaml" --listen tcp://127.0.0.1:0
+wait_for "$T/kdt.log" "also listening on tcp://127.0.0.1:0, port [0-9]+"
+tport=$(sed -n 's/.*also listening on .*, port \([0-9]*\) .*/\1/p' "$T/kdt.log" | head -1)
+S=tcp://127.0.0.1:$tport
+expect "TCP: no token, refused as a TCP caller" \
+  "^status 7 a TCP caller \(no uid\) may not use identity 'spiffe://example.org/server' for GetTlsConfiguration" \
+  --identity spiffe://example.org/server --op config-server
+rm -f "$T/port"
+bg timeout 30 "$S2A_V2_PEER" --socket "$S" --token "$TOKEN" --identity spiffe://example.org/server \
+  --listen "$T/port" --accept 1 >"$T/t.out" 2>"$T/t.err"
+for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
+echo "over-tcp" | timeout 10 openssl s_client -tls1_3 -connect "127.0.0.1:$(cat "$T/port")" -verify_return_error \
+  -CAfile "$P/ca/ca.crt" -cert "$P/peer/client.crt" -key "$P/peer/client.key" -quiet >"$T/tc.out" 2>&1 || true
+grep -q "pct-revo" "$T/tc.out" && pass "TCP with the token: a server handshake through keyholdd" ||
+  fail "TCP handshake: $(cat "$T/tc.out" "$T/t.err")"
+if "$KEYHOLDD" --socket "$T/remote.sock" --identities "$P/ids" --listen tcp://0.0.0.0:0 2>"$T/remote.err"; then
+  fail "--listen on 0.0.0.0 started"
+else
+  grep -q "not a loopback address" "$T/remote.err" && pass "--listen refuses a non-loopback address" ||
+    fail "--listen 0.0.0.0: $(cat "$T/remote.err")"
+fi
+S=$T/kd.sock
 expect "keyholdd still serves after all of that" '^server chain=1 min=4 max=4 request_client_certificate=5 resumption=1 overhead=80' \
   --identity spiffe://example.org/server --op config-server
 finish
