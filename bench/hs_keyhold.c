@@ -37,8 +37,9 @@ static void *serve(void *arg) {
     kh_error err;
     kh_conn *c = kh_accept_fd(kc, fd, &o, &err);
     if (c != NULL) {
-      kh_conn_write(c, "k", 1, &err);
-      kh_conn_close(c, &err);
+      /* A client that already left makes these fail; the bench counts
+       * handshakes on the client side only. */
+      if (!kh_conn_write(c, "k", 1, &err) || !kh_conn_close(c, &err)) kh_error_clear(&err);
       kh_conn_free(c);
     }
     close(fd);
@@ -61,6 +62,9 @@ static void *client(void *arg) {
     kh_conn *c = fd >= 0 ? kh_connect_fd(kc, fd, &o, &err) : NULL;
     char b;
     int ok = c != NULL && kh_conn_read(c, &b, 1, &err) == 1;
+    /* Tickets that came with the byte go back to keyholdd inside the timed
+     * window, as the read path used to do it; a failure there is ignored. */
+    if (ok && !kh_conn_flush_tickets(c, &err)) kh_error_clear(&err);
     if (ok)
       lat[n++] = bp_now() - t0;
     else

@@ -99,12 +99,11 @@ static double baseline(const char *suite, size_t size, double secs) {
 }
 
 static double ours(kh_suite suite, size_t size, double secs) {
-  uint8_t s1[48] = {1}, s2[48] = {2};
   size_t len = kh_suite_secret_len(suite);
   kh_error err;
-  kh_record_config a = {suite, s2, s1, len, 0, 0, NULL, NULL};
-  kh_record_config b = {suite, s1, s2, len, 0, 0, NULL, NULL};
-  kh_record *w = kh_record_new(&a, &err), *r = kh_record_new(&b, &err);
+  kh_traffic_keys a = {KH_TLS_VERSION_1_3, suite, len, {2}, {1}, 0, 0};
+  kh_traffic_keys b = {KH_TLS_VERSION_1_3, suite, len, {1}, {2}, 0, 0};
+  kh_record *w = kh_record_new(&a, NULL, NULL, &err), *r = kh_record_new(&b, NULL, NULL, &err);
   if (!w || !r) die(err.msg);
   uint8_t *buf = malloc(size);
   memset(buf, 0x5a, size);

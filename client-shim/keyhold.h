@@ -1,11 +1,14 @@
 /* keyhold.h: libkeyhold, the Keyhold client shim. The one public header.
  *
  * The application never loads a private key. It connects a TCP socket to its
- * peer and hands the fd to libkeyhold, which asks the keyholdd sidecar (over
- * a gRPC stream on a Unix socket, S2A v1) to run the TLS 1.3 handshake. The
- * sidecar returns only the session's traffic secrets; libkeyhold then
- * encrypts and decrypts records itself. The peer is any TLS 1.3 endpoint.
+ * peer and hands the fd to libkeyhold (or, from an event loop, moves the
+ * bytes itself: "sans-IO sessions" below), which asks the keyholdd sidecar
+ * (over a gRPC stream on a Unix socket, S2A v1) to run the TLS 1.3
+ * handshake. The sidecar returns only the session's traffic secrets;
+ * libkeyhold then encrypts and decrypts records itself. The peer is any
+ * TLS 1.3 endpoint.
  *
+ *   #include <keyhold/keyhold.h>                       // link: -lkeyhold
  *   kh_error err;
  *   kh_client *kc = kh_client_new("/run/keyhold/keyhold.sock", &err);
  *   kh_handshake_opts o = KH_HANDSHAKE_OPTS_INIT;
@@ -17,15 +20,15 @@
  *   kh_conn_free(c); close(fd); kh_client_free(kc);
  *
  * Errors: every function that can fail takes a kh_error* (may be NULL) and
- * returns 0/NULL/-1 with err->code (kh_error.h) and a one-line message that
+ * returns 0/NULL/-1 with err->code (kh_code, below) and a one-line message that
  * includes the sidecar's status details when the sidecar refused. Nothing
  * from the peer or the sidecar makes libkeyhold abort.
  *
  * Threads: a kh_client may be shared by threads (concurrent handshakes); a
- * kh_conn is used by one thread at a time.
+ * kh_conn or kh_session is used by one thread at a time.
  *
  * Secrets: traffic secrets and record keys live in locked memory and are
- * wiped by kh_conn_free. */
+ * wiped by kh_conn_free / kh_session_free. */
 #ifndef KEYHOLD_H
 #define KEYHOLD_H
 
@@ -33,11 +36,83 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "kh_error.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* --- errors -------------------------------------------------------------- */
+
+#ifdef KH_BUILDING_LIBKEYHOLD
+/* libkeyhold itself uses the internal definition (common/kh_error.h). */
+#include "kh_error.h"
+#else
+/* The public copy of common/kh_error.h's error type, codes and functions,
+ * so that this header stands alone; tests/header-check.sh fails the build
+ * if the two differ. */
+#ifndef KH_ERROR_H
+#define KH_ERROR_H
+
+typedef enum {
+  KH_OK = 0,
+  /* 1..16: same numbers as gRPC status codes. */
+  KH_ERR_CANCELLED = 1,
+  KH_ERR_UNKNOWN = 2,
+  KH_ERR_INVALID_ARGUMENT = 3,
+  KH_ERR_DEADLINE_EXCEEDED = 4,
+  KH_ERR_NOT_FOUND = 5,
+  KH_ERR_PERMISSION_DENIED = 7,
+  KH_ERR_RESOURCE_EXHAUSTED = 8,
+  KH_ERR_FAILED_PRECONDITION = 9,
+  KH_ERR_ABORTED = 10,
+  KH_ERR_UNIMPLEMENTED = 12,
+  KH_ERR_INTERNAL = 13,
+  KH_ERR_UNAVAILABLE = 14, /* the sidecar cannot be reached */
+  KH_ERR_UNAUTHENTICATED = 16,
+  /* 100+: TLS, record layer and I/O. */
+  KH_ERR_HANDSHAKE = 100, /* handshake failed (reason in the message) */
+  KH_ERR_PROTOCOL = 101,  /* peer broke the TLS protocol */
+  KH_ERR_DECRYPT = 102,   /* record authentication failed */
+  KH_ERR_RECORD_OVERFLOW = 103,
+  KH_ERR_PEER_ALERT = 104, /* peer sent a fatal alert */
+  KH_ERR_CLOSED = 105,     /* connection closed (close_notify seen or sent) */
+  KH_ERR_IO = 106,         /* socket error or unexpected EOF */
+  KH_ERR_SEQ_OVERFLOW = 107,
+  KH_ERR_NOMEM = 108,
+  KH_ERR_WANT_READ = 109, /* no complete record yet: give more peer bytes, call again */
+} kh_code;
+
+/* KH_MUST_USE marks every fallible function: ignoring its result is a
+ * warning (an error under -Werror). */
+#if defined(__GNUC__) || defined(__clang__)
+#define KH_MUST_USE __attribute__((warn_unused_result))
+#else
+#define KH_MUST_USE
+#endif
+
+#define KH_ERROR_MSG_MAX 256
+
+typedef struct {
+  kh_code code;
+  char msg[KH_ERROR_MSG_MAX];
+} kh_error;
+
+/* kh_code_name returns a stable short name for |code| ("INVALID_ARGUMENT"). */
+const char *kh_code_name(kh_code code);
+
+/* kh_err sets |err| (which may be NULL) to |code| and a printf-formatted
+ * message, and returns 0 so callers can write `return kh_err(err, ...)`. */
+int kh_err(kh_error *err, kh_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* kh_error_clear resets |err| to KH_OK with an empty message. */
+void kh_error_clear(kh_error *err);
+
+/* kh_code_to_grpc maps a code to the closest gRPC status code number. */
+unsigned kh_code_to_grpc(kh_code code);
+
+#endif /* KH_ERROR_H */
+#endif /* KH_BUILDING_LIBKEYHOLD */
+
+/* --- the sidecar --------------------------------------------------------- */
 
 /* A connection to the sidecar (one gRPC channel). */
 typedef struct kh_client kh_client;
@@ -45,9 +120,9 @@ typedef struct kh_client kh_client;
 /* kh_client_new prepares a channel to the sidecar's Unix socket. It does not
  * connect yet: an unreachable sidecar is reported by the first handshake as
  * KH_ERR_UNAVAILABLE. */
-kh_client *kh_client_new(const char *sidecar_socket_path, kh_error *err);
-/* A client connection uses |kc| to hand the peer's session tickets back to
- * the sidecar (for resumption): free |kc| after its connections. */
+KH_MUST_USE kh_client *kh_client_new(const char *sidecar_socket_path, kh_error *err);
+/* A client connection (or session) uses |kc| to hand the peer's session
+ * tickets back to the sidecar (for resumption): free |kc| after them. */
 void kh_client_free(kh_client *kc);
 
 #define KH_MAX_PEERS 16
@@ -83,8 +158,10 @@ typedef struct kh_conn kh_conn;
 /* kh_connect_fd runs an offloaded client handshake over |fd| (a connected
  * stream socket, blocking). kh_accept_fd does the server side on an accepted
  * fd. On failure the fd is left open for the caller to close. */
-kh_conn *kh_connect_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_error *err);
-kh_conn *kh_accept_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_error *err);
+KH_MUST_USE kh_conn *kh_connect_fd(kh_client *kc, int fd, const kh_handshake_opts *opts,
+                                   kh_error *err);
+KH_MUST_USE kh_conn *kh_accept_fd(kh_client *kc, int fd, const kh_handshake_opts *opts,
+                                  kh_error *err);
 
 /* kh_conn_read returns up to |len| plaintext bytes, 0 once the peer sent
  * close_notify, -1 on error. A peer that closes the TCP connection without
@@ -92,20 +169,22 @@ kh_conn *kh_accept_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_e
  * it waits for application data; on a non-blocking fd it fails with
  * KH_ERR_WANT_READ when the records that arrived carried none (tickets,
  * KeyUpdates): poll the fd and call again. */
-ssize_t kh_conn_read(kh_conn *c, void *buf, size_t len, kh_error *err);
+KH_MUST_USE ssize_t kh_conn_read(kh_conn *c, void *buf, size_t len, kh_error *err);
 
 /* kh_conn_write encrypts and sends all |len| bytes; returns 1/0. */
-int kh_conn_write(kh_conn *c, const void *buf, size_t len, kh_error *err);
+KH_MUST_USE int kh_conn_write(kh_conn *c, const void *buf, size_t len, kh_error *err);
 
 /* kh_conn_key_update sends a KeyUpdate and switches to new write keys;
  * |request_peer| asks the peer to update its keys too. */
-int kh_conn_key_update(kh_conn *c, int request_peer, kh_error *err);
+KH_MUST_USE int kh_conn_key_update(kh_conn *c, int request_peer, kh_error *err);
 
-/* kh_conn_close sends close_notify (idempotent). Reading may continue until
- * the peer's close_notify. */
-int kh_conn_close(kh_conn *c, kh_error *err);
+/* kh_conn_close sends close_notify (idempotent), then hands queued session
+ * tickets back (as kh_conn_flush_tickets; a failure there is ignored).
+ * Reading may continue until the peer's close_notify. */
+KH_MUST_USE int kh_conn_close(kh_conn *c, kh_error *err);
 
-/* kh_conn_free wipes all key material and frees |c|; it does not close the fd. */
+/* kh_conn_free wipes all key material, drops tickets not handed back and
+ * frees |c|; it does not close the fd. */
 void kh_conn_free(kh_conn *c);
 
 /* kh_conn_pending is the number of decrypted bytes ready to read without
@@ -124,6 +203,93 @@ typedef struct {
 
 /* kh_conn_get_info fills |out| with pointers valid until kh_conn_free. */
 void kh_conn_get_info(const kh_conn *c, kh_conn_info *out);
+
+/* kh_conn_flush_tickets hands the session tickets the peer sent so far back
+ * to the sidecar, for the next handshake's resumption (client side; one
+ * short gRPC call, at most 1 s; nothing queued: returns 1 at once). Reading
+ * never calls the sidecar: tickets wait in the connection (at most 8) until
+ * this call or kh_conn_close. A failure is reported but harmless: the
+ * tickets are dropped and the connection is unaffected. */
+KH_MUST_USE int kh_conn_flush_tickets(kh_conn *c, kh_error *err);
+
+/* --- sans-IO sessions, for event loops ------------------------------------
+ *
+ * The same connection without an fd: the application owns the socket and
+ * moves the bytes. kh_connect_fd / kh_accept_fd / kh_conn_* are built on it.
+ *
+ *   kh_session *s = kh_session_new(kc, KH_ROLE_CLIENT, &o, &err);
+ *   for (;;) {
+ *     int done = kh_session_handshake(s, &err);    // 1: established
+ *     send_all(kh_session_output(s, &n)); kh_session_output_consumed(s, n);
+ *     if (done) break;
+ *     if (err.code != KH_ERR_WANT_READ) fail;      // its alert was in the output
+ *     kh_session_feed(s, bytes_from_peer, len, &err);
+ *   }
+ *   kh_session_seal(s, "ping", 4, &err);           // records into the output
+ *   kh_session_feed(s, bytes_from_peer, len, &err);
+ *   ssize_t n = kh_session_open(s, buf, sizeof buf, &err); // -1, WANT_READ: feed more
+ *
+ * After every call, send what kh_session_output holds (handshake flights,
+ * records, KeyUpdate answers, alerts), also after a failure.
+ *
+ * Blocking: each kh_session_handshake step that has peer bytes to pass on
+ * (and the first one of a client) makes one blocking gRPC exchange with the
+ * sidecar, a local round trip bounded by the handshake deadline (an
+ * asynchronous step is for later). Nothing else blocks, except the one short
+ * gRPC call of kh_session_flush_tickets / kh_session_close when tickets are
+ * queued. A session is used by one thread at a time. */
+typedef struct kh_session kh_session;
+
+typedef enum { KH_ROLE_CLIENT = 0, KH_ROLE_SERVER = 1 } kh_role;
+
+/* kh_session_new prepares a handshake; |opts| as for kh_connect_fd (copied:
+ * the strings need not outlive the call; timeout_ms counts from now).
+ * Nothing is sent yet. */
+KH_MUST_USE kh_session *kh_session_new(kh_client *kc, kh_role role, const kh_handshake_opts *opts,
+                                       kh_error *err);
+
+/* kh_session_feed queues |len| bytes received from the peer (at most 1 MiB
+ * unprocessed: KH_ERR_RESOURCE_EXHAUSTED beyond). */
+KH_MUST_USE int kh_session_feed(kh_session *s, const void *in, size_t len, kh_error *err);
+
+/* kh_session_handshake advances the handshake with the bytes fed so far:
+ * 1 once it is established (and at once on later calls); else 0 with
+ * KH_ERR_WANT_READ when it needs more bytes from the peer, or with another
+ * code when it failed (for good). Bytes fed after the handshake's last
+ * record stay for kh_session_open. */
+KH_MUST_USE int kh_session_handshake(kh_session *s, kh_error *err);
+
+/* kh_session_output points at the bytes to send to the peer (|*out_len| of
+ * them; valid until the next call on |s|); kh_session_output_consumed drops
+ * the first |n| once they are sent (partial writes are fine). */
+const uint8_t *kh_session_output(const kh_session *s, size_t *out_len);
+void kh_session_output_consumed(kh_session *s, size_t n);
+
+/* kh_session_seal encrypts |len| bytes of application data into records
+ * (each at most 2^14 bytes of plaintext), appended to the output. */
+KH_MUST_USE int kh_session_seal(kh_session *s, const void *buf, size_t len, kh_error *err);
+
+/* kh_session_open decrypts the records fed so far: up to |len| plaintext
+ * bytes, 0 once the peer sent close_notify, -1 on error, with
+ * KH_ERR_WANT_READ when no complete record of application data is there yet
+ * (tickets and KeyUpdates are handled on the way; answers go to the output). */
+KH_MUST_USE ssize_t kh_session_open(kh_session *s, void *buf, size_t len, kh_error *err);
+
+/* kh_session_pending: decrypted bytes ready for kh_session_open. */
+size_t kh_session_pending(const kh_session *s);
+
+/* As kh_conn_key_update, kh_conn_close and kh_conn_flush_tickets, with the
+ * records going to the output. */
+KH_MUST_USE int kh_session_key_update(kh_session *s, int request_peer, kh_error *err);
+KH_MUST_USE int kh_session_close(kh_session *s, kh_error *err);
+KH_MUST_USE int kh_session_flush_tickets(kh_session *s, kh_error *err);
+
+/* kh_session_get_info: as kh_conn_get_info (empty strings until established). */
+void kh_session_get_info(const kh_session *s, kh_conn_info *out);
+
+/* kh_session_free wipes all key material, drops tickets not handed back and
+ * frees |s| (NULL: nothing). */
+void kh_session_free(kh_session *s);
 
 #ifdef __cplusplus
 }

@@ -1,12 +1,11 @@
 /* record.c: the shim's TLS 1.3 record layer (RFC 8446 section 5), sans-IO. */
 #include "record.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
+#include "aead.h"
+#include "kh_builder.h"
 #include "kh_cursor.h"
 #include "kh_secret.h"
 #include "tls13_keys.h"
@@ -15,6 +14,7 @@
 #define KH_HS_NEW_SESSION_TICKET 4
 #define KH_MAX_HS_MESSAGE (64u * 1024u)
 
+enum { ALERT_LEVEL_WARNING = 1, ALERT_LEVEL_FATAL = 2 };
 enum {
   ALERT_CLOSE_NOTIFY = 0,
   ALERT_UNEXPECTED_MESSAGE = 10,
@@ -26,9 +26,8 @@ enum {
 };
 
 typedef struct {
-  kh_aead aead;
+  kh_aead aead; /* keyed with this generation's key and IV */
   uint8_t secret[KH_MAX_SECRET_LEN];
-  uint8_t iv[KH_AEAD_IV_LEN];
   uint64_t seq;
 } direction;
 
@@ -44,82 +43,16 @@ struct kh_record {
   int write_closed;
 };
 
-/* --- AEAD ---------------------------------------------------------------- */
-
-/* The ciphers are fetched once (OpenSSL 3 otherwise resolves the name again
- * on every EVP_CipherInit_ex with a built-in EVP_CIPHER). */
-enum { CIPHER_AES_128_GCM, CIPHER_AES_256_GCM, CIPHER_CHACHA20_POLY1305, CIPHER_COUNT };
-static EVP_CIPHER *g_cipher[CIPHER_COUNT];
-static pthread_once_t g_cipher_once = PTHREAD_ONCE_INIT;
-
-static void fetch_ciphers(void) {
-  static const char *const names[CIPHER_COUNT] = {"AES-128-GCM", "AES-256-GCM",
-                                                  "ChaCha20-Poly1305"};
-  for (int i = 0; i < CIPHER_COUNT; i++) g_cipher[i] = EVP_CIPHER_fetch(NULL, names[i], NULL);
-}
-
-int kh_aead_init(kh_aead *a, kh_aead_alg alg, const uint8_t *key, size_t key_len, int encrypt,
-                 kh_error *err) {
-  int which = -1;
-  if (alg == KH_AEAD_AES_GCM && key_len == 16) which = CIPHER_AES_128_GCM;
-  if (alg == KH_AEAD_AES_GCM && key_len == 32) which = CIPHER_AES_256_GCM;
-  if (alg == KH_AEAD_CHACHA20_POLY1305 && key_len == 32) which = CIPHER_CHACHA20_POLY1305;
-  if (which < 0) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "unsupported AEAD key size");
-  pthread_once(&g_cipher_once, fetch_ciphers);
-  const EVP_CIPHER *cipher = g_cipher[which];
-  if (cipher == NULL) return kh_err(err, KH_ERR_INTERNAL, "AEAD unavailable in libcrypto");
-  a->ctx = EVP_CIPHER_CTX_new();
-  a->encrypt = encrypt;
-  if (a->ctx == NULL || EVP_CipherInit_ex(a->ctx, cipher, NULL, NULL, NULL, encrypt) != 1 ||
-      EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_SET_IVLEN, KH_AEAD_IV_LEN, NULL) != 1 ||
-      EVP_CipherInit_ex(a->ctx, NULL, NULL, key, NULL, encrypt) != 1) {
-    kh_aead_cleanup(a);
-    return kh_err(err, KH_ERR_INTERNAL, "AEAD initialisation failed");
-  }
-  return 1;
-}
-
-void kh_aead_cleanup(kh_aead *a) {
-  EVP_CIPHER_CTX_free(a->ctx); /* clears key schedule */
-  a->ctx = NULL;
-}
-
-int kh_aead_seal(kh_aead *a, const uint8_t nonce[KH_AEAD_IV_LEN], const uint8_t *aad,
-                 size_t aad_len, const uint8_t *in, size_t len, uint8_t *out,
-                 uint8_t tag[KH_AEAD_TAG_LEN]) {
-  int n;
-  if (len > INT32_MAX || aad_len > INT32_MAX) return 0;
-  return EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, nonce, 1) == 1 &&
-         (aad_len == 0 || EVP_CipherUpdate(a->ctx, NULL, &n, aad, (int)aad_len) == 1) &&
-         (len == 0 || EVP_CipherUpdate(a->ctx, out, &n, in, (int)len) == 1) &&
-         EVP_CipherFinal_ex(a->ctx, out + len, &n) == 1 &&
-         EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_GET_TAG, KH_AEAD_TAG_LEN, tag) == 1;
-}
-
-int kh_aead_open(kh_aead *a, const uint8_t nonce[KH_AEAD_IV_LEN], const uint8_t *aad,
-                 size_t aad_len, const uint8_t *in, size_t len, const uint8_t tag[KH_AEAD_TAG_LEN],
-                 uint8_t *out) {
-  int n;
-  if (len > INT32_MAX || aad_len > INT32_MAX) return 0;
-  return EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, nonce, 0) == 1 &&
-         (aad_len == 0 || EVP_CipherUpdate(a->ctx, NULL, &n, aad, (int)aad_len) == 1) &&
-         (len == 0 || EVP_CipherUpdate(a->ctx, out, &n, in, (int)len) == 1) &&
-         EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_SET_TAG, KH_AEAD_TAG_LEN, (void *)tag) == 1 &&
-         EVP_CipherFinal_ex(a->ctx, out + len, &n) == 1;
-}
-
 /* --- keys ---------------------------------------------------------------- */
 
 static int direction_key(kh_record *r, direction *d, int encrypt, kh_error *err) {
-  uint8_t key[KH_AEAD_MAX_KEY];
+  uint8_t key[KH_AEAD_MAX_KEY], iv[KH_AEAD_IV_LEN];
   size_t key_len;
   kh_aead_cleanup(&d->aead);
-  int ok = kh_tls13_traffic_keys(r->suite, d->secret, r->secret_len, key, &key_len, d->iv, err) &&
-           kh_aead_init(&d->aead,
-                        r->suite == KH_SUITE_CHACHA20_POLY1305_SHA256 ? KH_AEAD_CHACHA20_POLY1305
-                                                                      : KH_AEAD_AES_GCM,
-                        key, key_len, encrypt, err);
+  int ok = kh_tls13_traffic_keys(r->suite, d->secret, r->secret_len, key, &key_len, iv, err) &&
+           kh_aead_init(&d->aead, kh_aead_alg_of(r->suite), key, key_len, iv, encrypt, err);
   kh_wipe(key, sizeof(key));
+  kh_wipe(iv, sizeof(iv));
   return ok;
 }
 
@@ -129,11 +62,17 @@ static int direction_update(kh_record *r, direction *d, int encrypt, kh_error *e
   return direction_key(r, d, encrypt, err);
 }
 
-kh_record *kh_record_new(const kh_record_config *cfg, kh_error *err) {
-  if ((int)cfg->suite < 0 || (int)cfg->suite >= KH_SUITE_COUNT ||
-      cfg->secret_len != kh_suite_secret_len(cfg->suite)) {
-    kh_err(err, KH_ERR_INVALID_ARGUMENT, "secret length %zu does not fit %s", cfg->secret_len,
-           kh_suite_name(cfg->suite));
+kh_record *kh_record_new(const kh_traffic_keys *keys, kh_ticket_cb on_ticket, void *ticket_arg,
+                         kh_error *err) {
+  if (keys->tls_version != KH_TLS_VERSION_1_3) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "traffic keys for TLS version 0x%04x, not 1.3",
+           keys->tls_version);
+    return NULL;
+  }
+  if ((int)keys->suite < 0 || (int)keys->suite >= KH_SUITE_COUNT ||
+      keys->secret_len != kh_suite_secret_len(keys->suite)) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "secret length %zu does not fit %s", keys->secret_len,
+           kh_suite_name(keys->suite));
     return NULL;
   }
   kh_record *r = kh_secret_alloc(sizeof(*r));
@@ -141,14 +80,14 @@ kh_record *kh_record_new(const kh_record_config *cfg, kh_error *err) {
     kh_err(err, KH_ERR_NOMEM, "out of memory");
     return NULL;
   }
-  r->suite = cfg->suite;
-  r->secret_len = cfg->secret_len;
-  memcpy(r->rd.secret, cfg->read_secret, cfg->secret_len);
-  memcpy(r->wr.secret, cfg->write_secret, cfg->secret_len);
-  r->rd.seq = cfg->read_seq;
-  r->wr.seq = cfg->write_seq;
-  r->on_ticket = cfg->on_ticket;
-  r->ticket_arg = cfg->ticket_arg;
+  r->suite = keys->suite;
+  r->secret_len = keys->secret_len;
+  memcpy(r->rd.secret, keys->in_secret, keys->secret_len);
+  memcpy(r->wr.secret, keys->out_secret, keys->secret_len);
+  r->rd.seq = keys->in_sequence;
+  r->wr.seq = keys->out_sequence;
+  r->on_ticket = on_ticket;
+  r->ticket_arg = ticket_arg;
   if (!direction_key(r, &r->rd, 0, err) || !direction_key(r, &r->wr, 1, err)) {
     kh_record_free(r);
     return NULL;
@@ -166,43 +105,50 @@ void kh_record_free(kh_record *r) {
 
 /* --- sealing ------------------------------------------------------------- */
 
-static void make_nonce(const direction *d, uint8_t nonce[KH_AEAD_IV_LEN]) {
-  memcpy(nonce, d->iv, KH_AEAD_IV_LEN);
-  for (int i = 0; i < 8; i++) nonce[KH_AEAD_IV_LEN - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));
-}
-
-/* seal_one appends one record carrying |len| <= 2^14 bytes of |type|. */
+/* seal_one appends one record carrying |len| <= 2^14 bytes of |type|:
+ * header (type 23, legacy version, length), then content || type || tag,
+ * sealed in place with the header as additional data. */
 static int seal_one(kh_record *r, uint8_t type, const uint8_t *data, size_t len, kh_buf *out,
                     kh_error *err) {
   if (r->wr.seq == UINT64_MAX)
     return kh_err(err, KH_ERR_SEQ_OVERFLOW, "write sequence number exhausted: rekey or reconnect");
   size_t inner = len + 1;
-  size_t total = KH_TLS_RECORD_HEADER + inner + KH_AEAD_TAG_LEN;
-  if (!kh_buf_reserve(out, total)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
-  uint8_t *hdr = out->data + out->len;
+  size_t clen = inner + KH_AEAD_TAG_LEN; /* in the header, hence in the AAD: known up front */
+  kh_builder b;
+  kh_builder_init(&b, out, KH_TLS_RECORD_HEADER + KH_TLS_MAX_CIPHERTEXT);
+  kh_builder_reserve(&b, KH_TLS_RECORD_HEADER + clen);
+  kh_builder_u8(&b, KH_CT_APPLICATION_DATA);
+  kh_builder_u16(&b, KH_TLS_LEGACY_VERSION);
+  kh_builder_u16(&b, (uint32_t)clen);
+  kh_builder_bytes(&b, data, len);
+  kh_builder_u8(&b, type);
+  uint8_t *tag = kh_builder_space(&b, KH_AEAD_TAG_LEN);
+  if (!kh_builder_finish(&b, NULL, err)) return 0; /* NULL |tag| fails here too */
+  uint8_t *hdr = kh_builder_data(&b);
   uint8_t *body = hdr + KH_TLS_RECORD_HEADER;
-  size_t clen = inner + KH_AEAD_TAG_LEN;
-  hdr[0] = KH_CT_APPLICATION_DATA;
-  hdr[1] = 0x03;
-  hdr[2] = 0x03;
-  hdr[3] = (uint8_t)(clen >> 8);
-  hdr[4] = (uint8_t)clen;
-  if (len) memcpy(body, data, len);
-  body[len] = type;
-  uint8_t nonce[KH_AEAD_IV_LEN];
-  make_nonce(&r->wr, nonce);
-  if (!kh_aead_seal(&r->wr.aead, nonce, hdr, KH_TLS_RECORD_HEADER, body, inner, body, body + inner))
+  if (!kh_aead_seal(&r->wr.aead, r->wr.seq, hdr, KH_TLS_RECORD_HEADER, body, inner, body, tag)) {
+    kh_builder_abort(&b);
     return kh_err(err, KH_ERR_INTERNAL, "record encryption failed");
+  }
   r->wr.seq++;
-  out->len += total;
   return 1;
+}
+
+/* alert_msg builds an alert message (level, description) into |msg|. */
+static int alert_msg(uint8_t level, uint8_t desc, uint8_t msg[2], kh_error *err) {
+  kh_builder b;
+  kh_builder_init_fixed(&b, msg, 2);
+  kh_builder_u8(&b, level);
+  kh_builder_u8(&b, desc);
+  return kh_builder_finish(&b, NULL, err);
 }
 
 static int fail(kh_record *r, uint8_t alert, kh_buf *to_peer) {
   if (!r->failed && !r->write_closed && to_peer != NULL && alert != 0xff) {
-    uint8_t msg[2] = {2, alert};
-    kh_error ignored;
-    seal_one(r, KH_CT_ALERT, msg, sizeof(msg), to_peer, &ignored);
+    uint8_t msg[2];
+    kh_error ignored; /* best effort: the error being reported is the caller's */
+    if (alert_msg(ALERT_LEVEL_FATAL, alert, msg, &ignored))
+      (void)seal_one(r, KH_CT_ALERT, msg, sizeof(msg), to_peer, &ignored);
   }
   r->failed = 1;
   return 0;
@@ -222,16 +168,27 @@ int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size
 }
 
 int kh_record_key_update(kh_record *r, int request_peer, kh_buf *to_peer, kh_error *err) {
-  uint8_t msg[5] = {KH_HS_KEY_UPDATE, 0, 0, 1, request_peer ? 1 : 0};
-  if (!kh_record_seal(r, KH_CT_HANDSHAKE, msg, sizeof(msg), to_peer, err)) return 0;
+  /* struct { HandshakeType msg_type; uint24 length; KeyUpdateRequest; } */
+  uint8_t msg[5];
+  kh_builder b;
+  size_t n;
+  kh_builder_init_fixed(&b, msg, sizeof(msg));
+  kh_builder_u8(&b, KH_HS_KEY_UPDATE);
+  kh_builder_open_u24(&b);
+  kh_builder_u8(&b, request_peer ? 1 : 0);
+  kh_builder_close(&b);
+  if (!kh_builder_finish(&b, &n, err) || !kh_record_seal(r, KH_CT_HANDSHAKE, msg, n, to_peer, err))
+    return 0;
   if (!direction_update(r, &r->wr, 1, err)) return fail(r, 0xff, NULL);
   return 1;
 }
 
 int kh_record_close(kh_record *r, kh_buf *to_peer, kh_error *err) {
   if (r->write_closed) return 1;
-  uint8_t msg[2] = {1, ALERT_CLOSE_NOTIFY};
-  if (!kh_record_seal(r, KH_CT_ALERT, msg, sizeof(msg), to_peer, err)) return 0;
+  uint8_t msg[2];
+  if (!alert_msg(ALERT_LEVEL_WARNING, ALERT_CLOSE_NOTIFY, msg, err) ||
+      !kh_record_seal(r, KH_CT_ALERT, msg, sizeof(msg), to_peer, err))
+    return 0;
   r->write_closed = 1;
   return 1;
 }
@@ -324,11 +281,10 @@ static int open_one(kh_record *r, const uint8_t hdr[KH_TLS_RECORD_HEADER], kh_cu
   size_t plen = clen - KH_AEAD_TAG_LEN;
   if (!kh_buf_reserve(app_out, plen)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
   uint8_t *pt = app_out->data + app_out->len;
-  uint8_t nonce[KH_AEAD_IV_LEN];
-  make_nonce(&r->rd, nonce);
-  if (!kh_aead_open(&r->rd.aead, nonce, hdr, KH_TLS_RECORD_HEADER, body->data, plen,
-                    body->data + plen, pt)) {
-    kh_wipe(pt, plen);
+  kh_cursor ct; /* ciphertext; the tag is what stays in |body| */
+  if (!kh_cursor_sub(body, plen, &ct) ||
+      !kh_aead_open(&r->rd.aead, r->rd.seq, hdr, KH_TLS_RECORD_HEADER, ct.data, plen, body->data,
+                    pt)) {
     kh_err(err, KH_ERR_DECRYPT, "record authentication failed (bad_record_mac)");
     return fail(r, ALERT_BAD_RECORD_MAC, to_peer);
   }
@@ -361,9 +317,12 @@ static int open_one(kh_record *r, const uint8_t hdr[KH_TLS_RECORD_HEADER], kh_cu
       return handle_handshake(r, to_peer, err);
     }
     case KH_CT_ALERT: {
-      uint8_t level = pt[0], desc = n == 2 ? pt[1] : 0;
+      kh_cursor alert;
+      uint8_t level = 0, desc = 0;
+      kh_cursor_init(&alert, pt, n);
+      int well_formed = n == 2 && kh_cursor_u8(&alert, &level) && kh_cursor_u8(&alert, &desc);
       kh_wipe(pt, plen);
-      if (n != 2) {
+      if (!well_formed) {
         kh_err(err, KH_ERR_PROTOCOL, "malformed alert");
         return fail(r, ALERT_DECODE_ERROR, to_peer);
       }

@@ -2,7 +2,7 @@
  * keyed from the traffic secrets the sidecar returns. OpenSSL 3 libcrypto.
  *
  * - key/iv via HKDF-Expand-Label; nonce = iv XOR 64-bit sequence number.
- * - AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305.
+ * - AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 (aead.h).
  * - Inner content type recovered, zero padding stripped; plaintext <= 2^14,
  *   ciphertext <= 2^14 + 256 enforced (record_overflow).
  * - KeyUpdate received (update_requested -> our own KeyUpdate queued for the
@@ -20,13 +20,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aead.h"
 #include "kh_buf.h"
 #include "kh_error.h"
 #include "kh_tls.h"
+#include "kh_traffic.h"
 
 #define KH_TLS_MAX_PLAINTEXT 16384
 #define KH_TLS_MAX_CIPHERTEXT (16384 + 256)
 #define KH_TLS_RECORD_HEADER 5
+#define KH_TLS_LEGACY_VERSION 0x0303 /* legacy_record_version of protected records */
 
 #define KH_CT_CHANGE_CIPHER_SPEC 20
 #define KH_CT_ALERT 21
@@ -35,51 +38,23 @@
 
 typedef struct kh_record kh_record;
 
-/* The AEAD primitive under the record layer (also checked directly against
- * Wycheproof vectors): a cipher context keyed once, nonce set per call. */
-#define KH_AEAD_TAG_LEN 16
-typedef enum { KH_AEAD_AES_GCM = 0, KH_AEAD_CHACHA20_POLY1305 = 1 } kh_aead_alg;
-typedef struct {
-  void *ctx; /* EVP_CIPHER_CTX */
-  int encrypt;
-} kh_aead;
-
-int kh_aead_init(kh_aead *a, kh_aead_alg alg, const uint8_t *key, size_t key_len, int encrypt,
-                 kh_error *err);
-void kh_aead_cleanup(kh_aead *a);
-/* Seal |len| bytes (|in| may equal |out|); the tag is written to |tag|. */
-int kh_aead_seal(kh_aead *a, const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
-                 const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[KH_AEAD_TAG_LEN])
-    __attribute__((warn_unused_result));
-/* Open |len| bytes of ciphertext with |tag|; returns 0 if authentication fails. */
-int kh_aead_open(kh_aead *a, const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
-                 const uint8_t *in, size_t len, const uint8_t tag[KH_AEAD_TAG_LEN], uint8_t *out)
-    __attribute__((warn_unused_result));
-
 /* Called with each complete NewSessionTicket handshake message (4-byte
  * header included) the peer sends, for resumption. May be NULL. */
 typedef void (*kh_ticket_cb)(void *arg, const uint8_t *msg, size_t len);
 
-typedef struct {
-  kh_suite suite;
-  const uint8_t *read_secret;  /* peer's application traffic secret */
-  const uint8_t *write_secret; /* ours */
-  size_t secret_len;           /* kh_suite_secret_len(suite) */
-  uint64_t read_seq;
-  uint64_t write_seq;
-  kh_ticket_cb on_ticket;
-  void *ticket_arg;
-} kh_record_config;
-
-/* Secrets are copied into locked memory; the caller wipes its copies. */
-kh_record *kh_record_new(const kh_record_config *cfg, kh_error *err);
+/* kh_record_new keys a record layer from the traffic keys the handshake
+ * produced (version 1.3, a known suite, its secret length). The secrets are
+ * copied into locked memory (copy 4 of kh_traffic.h's list); the caller
+ * wipes its copy. |on_ticket| may be NULL. */
+KH_MUST_USE kh_record *kh_record_new(const kh_traffic_keys *keys, kh_ticket_cb on_ticket,
+                                     void *ticket_arg, kh_error *err);
 /* Wipes every key and secret. */
 void kh_record_free(kh_record *r);
 
 /* kh_record_seal encrypts |len| bytes of |content_type| into as many records
  * as needed (each <= 2^14 plaintext), appended to |out|. */
-int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size_t len, kh_buf *out,
-                   kh_error *err);
+KH_MUST_USE int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size_t len,
+                               kh_buf *out, kh_error *err);
 
 /* kh_record_open processes complete records in |in| (partial trailing bytes
  * are left: |*consumed| < |in_len|). Application data goes to |app_out|;
@@ -87,15 +62,16 @@ int kh_record_seal(kh_record *r, uint8_t content_type, const uint8_t *data, size
  * |to_peer|. Returns 1 on success (including "need more bytes"), 0 on a fatal
  * error. After the peer's close_notify, kh_record_peer_closed() is 1 and
  * later bytes are ignored. */
-int kh_record_open(kh_record *r, const uint8_t *in, size_t in_len, size_t *consumed,
-                   kh_buf *app_out, kh_buf *to_peer, kh_error *err);
+KH_MUST_USE int kh_record_open(kh_record *r, const uint8_t *in, size_t in_len, size_t *consumed,
+                               kh_buf *app_out, kh_buf *to_peer, kh_error *err);
 
 /* kh_record_key_update sends a KeyUpdate (update_requested if
  * |request_peer|) and switches our write keys. */
-int kh_record_key_update(kh_record *r, int request_peer, kh_buf *to_peer, kh_error *err);
+KH_MUST_USE int kh_record_key_update(kh_record *r, int request_peer, kh_buf *to_peer,
+                                     kh_error *err);
 
 /* kh_record_close appends a close_notify alert; later seals fail. */
-int kh_record_close(kh_record *r, kh_buf *to_peer, kh_error *err);
+KH_MUST_USE int kh_record_close(kh_record *r, kh_buf *to_peer, kh_error *err);
 
 int kh_record_peer_closed(const kh_record *r);
 

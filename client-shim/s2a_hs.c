@@ -169,12 +169,14 @@ static int take_result(kh_s2a_hs *hs, const S2a__Proto__SessionResult *res, kh_e
     return kh_err(err, KH_ERR_INTERNAL, "sidecar returned %zu/%zu-byte secrets, %s needs %zu",
                   st->in_key.len, st->out_key.len, kh_suite_name(st->tls_ciphersuite), want);
   kh_s2a_result *r = &hs->result;
-  r->suite = (kh_suite)st->tls_ciphersuite;
-  r->secret_len = want;
-  memcpy(r->in_secret, st->in_key.data, want);
-  memcpy(r->out_secret, st->out_key.data, want);
-  r->in_sequence = st->in_sequence;
-  r->out_sequence = st->out_sequence;
+  /* Out of the protobuf into locked memory (copy 3 of kh_traffic.h's list). */
+  r->keys.tls_version = KH_TLS_VERSION_1_3;
+  r->keys.suite = (kh_suite)st->tls_ciphersuite;
+  r->keys.secret_len = want;
+  memcpy(r->keys.in_secret, st->in_key.data, want);
+  memcpy(r->keys.out_secret, st->out_key.data, want);
+  r->keys.in_sequence = st->in_sequence;
+  r->keys.out_sequence = st->out_sequence;
   r->connection_id = st->connection_id;
   r->resumed = st->is_handshake_resumed;
   snprintf(r->alpn, sizeof(r->alpn), "%s",

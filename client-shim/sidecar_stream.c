@@ -14,13 +14,13 @@
 
 #include "kh_secret.h"
 
-struct kh_channel {
+struct kh_sidecar {
   grpc_channel *channel;
   char path[256];
 };
 
 struct kh_stream {
-  kh_channel *ch;
+  kh_sidecar *sc;
   grpc_completion_queue *cq;
   grpc_call *call;
   gpr_timespec deadline;
@@ -45,18 +45,18 @@ struct kh_stream {
 /* The wait for a status due at once; see status_error. */
 #define KH_STATUS_GRACE_MS 1000
 
-kh_channel *kh_channel_new(const char *socket_path, kh_error *err) {
-  kh_channel *ch = calloc(1, sizeof(*ch));
-  if (ch == NULL) {
+kh_sidecar *kh_sidecar_new(const char *socket_path, kh_error *err) {
+  kh_sidecar *sc = calloc(1, sizeof(*sc));
+  if (sc == NULL) {
     kh_err(err, KH_ERR_NOMEM, "out of memory");
     return NULL;
   }
-  if (strlen(socket_path) >= sizeof(ch->path) - 6) {
-    free(ch);
+  if (strlen(socket_path) >= sizeof(sc->path) - 6) {
+    free(sc);
     kh_err(err, KH_ERR_INVALID_ARGUMENT, "sidecar socket path too long");
     return NULL;
   }
-  snprintf(ch->path, sizeof(ch->path), "%s", socket_path);
+  snprintf(sc->path, sizeof(sc->path), "%s", socket_path);
   char target[300];
   /* "tcp://HOST:PORT" reaches keyholdd's --listen (tests, clients without
    * Unix sockets); anything else is a socket path. */
@@ -82,21 +82,21 @@ kh_channel *kh_channel_new(const char *socket_path, kh_error *err) {
   args[2].value.integer = 0;
   grpc_channel_args chargs = {3, args};
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-  ch->channel = grpc_channel_create(target, creds, &chargs);
+  sc->channel = grpc_channel_create(target, creds, &chargs);
   grpc_channel_credentials_release(creds);
-  if (ch->channel == NULL) {
+  if (sc->channel == NULL) {
     grpc_shutdown();
-    free(ch);
+    free(sc);
     kh_err(err, KH_ERR_INTERNAL, "cannot create gRPC channel to %s", target);
     return NULL;
   }
-  return ch;
+  return sc;
 }
 
-void kh_channel_free(kh_channel *ch) {
-  if (ch == NULL) return;
-  grpc_channel_destroy(ch->channel);
-  free(ch);
+void kh_sidecar_free(kh_sidecar *sc) {
+  if (sc == NULL) return;
+  grpc_channel_destroy(sc->channel);
+  free(sc);
   grpc_shutdown();
 }
 
@@ -125,23 +125,23 @@ static int wait_ready(kh_stream *s, int ms) {
       gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(ms, GPR_TIMESPAN));
   if (gpr_time_cmp(until, s->deadline) > 0) until = s->deadline;
   for (;;) {
-    grpc_connectivity_state st = grpc_channel_check_connectivity_state(s->ch->channel, 1);
+    grpc_connectivity_state st = grpc_channel_check_connectivity_state(s->sc->channel, 1);
     if (st == GRPC_CHANNEL_READY) return 1;
     if (st == GRPC_CHANNEL_SHUTDOWN) return 0;
-    grpc_channel_watch_connectivity_state(s->ch->channel, st, until, s->cq, TAG_WATCH(s));
+    grpc_channel_watch_connectivity_state(s->sc->channel, st, until, s->cq, TAG_WATCH(s));
     grpc_event ev =
         grpc_completion_queue_pluck(s->cq, TAG_WATCH(s), gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (!ev.success) return 0; /* timed out in a state other than READY */
   }
 }
 
-kh_stream *kh_stream_open(kh_channel *ch, const char *method, int timeout_ms, kh_error *err) {
+kh_stream *kh_stream_open(kh_sidecar *sc, const char *method, int timeout_ms, kh_error *err) {
   kh_stream *s = calloc(1, sizeof(*s));
   if (s == NULL) {
     kh_err(err, KH_ERR_NOMEM, "out of memory");
     return NULL;
   }
-  s->ch = ch;
+  s->sc = sc;
   s->cq = grpc_completion_queue_create_for_pluck(NULL);
   s->deadline =
       gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
@@ -150,12 +150,12 @@ kh_stream *kh_stream_open(kh_channel *ch, const char *method, int timeout_ms, kh
   grpc_metadata_array_init(&s->trailing_md);
   s->status_details = grpc_empty_slice();
   if (!wait_ready(s, 1500)) {
-    kh_err(err, KH_ERR_UNAVAILABLE, "sidecar unavailable at %s: cannot connect", ch->path);
+    kh_err(err, KH_ERR_UNAVAILABLE, "sidecar unavailable at %s: cannot connect", sc->path);
     kh_stream_close(s, 0);
     return NULL;
   }
   grpc_slice m = grpc_slice_from_static_string(method);
-  s->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, m, NULL,
+  s->call = grpc_channel_create_call(sc->channel, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, m, NULL,
                                      s->deadline, NULL);
   if (s->call == NULL) {
     kh_err(err, KH_ERR_INTERNAL, "cannot create gRPC call");
@@ -208,7 +208,7 @@ static void end_call(kh_stream *s, gpr_timespec until, grpc_status_code code, co
 static int fill_status(kh_stream *s, kh_error *err) {
   char *details = grpc_slice_to_c_string(s->status_details);
   if (s->status == GRPC_STATUS_UNAVAILABLE) {
-    kh_err(err, KH_ERR_UNAVAILABLE, "sidecar unavailable at %s: %s", s->ch->path, details);
+    kh_err(err, KH_ERR_UNAVAILABLE, "sidecar unavailable at %s: %s", s->sc->path, details);
   } else if (s->status == GRPC_STATUS_OK) {
     kh_err(err, KH_ERR_INTERNAL, "sidecar ended the stream without a result");
   } else {

@@ -11,32 +11,36 @@
 #include "kh_buf.h"
 #include "kh_error.h"
 
-typedef struct kh_channel kh_channel;
+/* kh_sidecar: the gRPC channel to keyholdd's Unix socket (not a secure
+ * channel: the name kh_channel is kept for those). Shared by threads. */
+typedef struct kh_sidecar kh_sidecar;
 typedef struct kh_stream kh_stream;
 
-kh_channel *kh_channel_new(const char *socket_path, kh_error *err);
-void kh_channel_free(kh_channel *ch);
+KH_MUST_USE kh_sidecar *kh_sidecar_new(const char *socket_path, kh_error *err);
+void kh_sidecar_free(kh_sidecar *sc);
 
 /* kh_stream_open starts a call to |method| that must end within |timeout_ms|. */
-kh_stream *kh_stream_open(kh_channel *ch, const char *method, int timeout_ms, kh_error *err);
-int kh_stream_send(kh_stream *s, const uint8_t *msg, size_t len, kh_error *err);
+KH_MUST_USE kh_stream *kh_stream_open(kh_sidecar *sc, const char *method, int timeout_ms,
+                                      kh_error *err);
+KH_MUST_USE int kh_stream_send(kh_stream *s, const uint8_t *msg, size_t len, kh_error *err);
 /* kh_stream_recv reads the next message into |out| (replacing its contents).
  * If the sidecar ended the stream instead, it fails with the call's status. */
-int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err);
+KH_MUST_USE int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err);
 /* kh_stream_exchange sends |msg| and reads the answer in one gRPC batch
  * (one wake-up instead of two); errors as kh_stream_recv. */
-int kh_stream_exchange(kh_stream *s, const uint8_t *msg, size_t len, kh_buf *out, kh_error *err);
+KH_MUST_USE int kh_stream_exchange(kh_stream *s, const uint8_t *msg, size_t len, kh_buf *out,
+                                   kh_error *err);
 /* kh_stream_check looks, without waiting, whether the sidecar has ended the
  * stream (its status, the call's deadline, a broken transport): 1 while it
  * is open, 0 with the status as kh_stream_recv would report it once it
  * ended. For callers waiting on something else meanwhile (the peer's bytes):
  * it costs no network message, the status op is armed when the stream opens.
  * NULL |s|: 1. */
-int kh_stream_check(kh_stream *s, kh_error *err);
+KH_MUST_USE int kh_stream_check(kh_stream *s, kh_error *err);
 /* kh_stream_half_close tells the sidecar no more requests follow and
  * collects the status the stream ends with (always fails: with the status,
  * or KH_ERR_INTERNAL if it was OK without a result). */
-int kh_stream_half_close(kh_stream *s, kh_error *err);
+KH_MUST_USE int kh_stream_half_close(kh_stream *s, kh_error *err);
 /* kh_stream_close half-closes, collects the status and frees (cancels the
  * call first if |cancel|). */
 void kh_stream_close(kh_stream *s, int cancel);

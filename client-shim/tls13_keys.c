@@ -8,6 +8,7 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 
+#include "kh_builder.h"
 #include "kh_secret.h"
 
 /* OpenSSL 3 looks an algorithm up by name on every fetch; with the caches
@@ -77,20 +78,20 @@ int kh_hkdf_expand_label(kh_suite suite, const uint8_t *secret, size_t secret_le
   /* struct { uint16 length; opaque label<7..255> = "tls13 " + label;
    *          opaque context<0..255>; } HkdfLabel; */
   uint8_t info[2 + 1 + 255 + 1 + 255];
-  size_t label_len = strlen(label);
+  size_t label_len = strlen(label), n = 0;
   if (label_len > 255 - 6 || context_len > 255 || out_len > 0xffff)
     return kh_err(err, KH_ERR_INVALID_ARGUMENT, "HKDF label or context too long");
-  size_t n = 0;
-  info[n++] = (uint8_t)(out_len >> 8);
-  info[n++] = (uint8_t)out_len;
-  info[n++] = (uint8_t)(6 + label_len);
-  memcpy(&info[n], "tls13 ", 6);
-  n += 6;
-  memcpy(&info[n], label, label_len);
-  n += label_len;
-  info[n++] = (uint8_t)context_len;
-  if (context_len) memcpy(&info[n], context, context_len);
-  n += context_len;
+  kh_builder b;
+  kh_builder_init_fixed(&b, info, sizeof(info));
+  kh_builder_u16(&b, (uint32_t)out_len);
+  kh_builder_open_u8(&b);
+  kh_builder_bytes(&b, "tls13 ", 6);
+  kh_builder_bytes(&b, label, label_len);
+  kh_builder_close(&b);
+  kh_builder_open_u8(&b);
+  kh_builder_bytes(&b, context, context_len);
+  kh_builder_close(&b);
+  if (!kh_builder_finish(&b, &n, err)) return 0;
 
   int ok = kh_hkdf_expand(suite, secret, secret_len, info, n, out, out_len, err);
   kh_wipe(info, sizeof(info));

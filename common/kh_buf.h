@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kh_error.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -21,9 +23,9 @@ typedef struct {
   { NULL, 0, 0 }
 
 /* kh_buf_reserve makes room for |extra| more bytes; returns 1/0. */
-int kh_buf_reserve(kh_buf *b, size_t extra);
+KH_MUST_USE int kh_buf_reserve(kh_buf *b, size_t extra);
 /* kh_buf_append copies |len| bytes to the end; returns 1/0. */
-int kh_buf_append(kh_buf *b, const void *data, size_t len);
+KH_MUST_USE int kh_buf_append(kh_buf *b, const void *data, size_t len);
 /* kh_buf_consume drops the first |n| bytes (n <= len). */
 void kh_buf_consume(kh_buf *b, size_t n);
 /* kh_buf_reset empties the buffer (wiping its contents), keeping capacity. */

@@ -13,12 +13,14 @@
 
 #include <stddef.h>
 
+#include "kh_error.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 void kh_wipe(void *p, size_t len);
-void *kh_secret_alloc(size_t len);
+KH_MUST_USE void *kh_secret_alloc(size_t len);
 void kh_secret_free(void *p, size_t len);
 
 #ifdef __cplusplus

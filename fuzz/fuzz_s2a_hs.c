@@ -1,8 +1,11 @@
 /* fuzz_s2a_hs: the shim's S2A client fed arbitrary SessionResp bytes from a
- * (compromised or broken) sidecar, one response per 2-byte-length chunk. */
+ * (compromised or broken) sidecar, one response per 2-byte-length chunk. A
+ * result it accepts is handed to kh_record_new as conn.c does: whatever
+ * passed take_result's validation must key a record layer. */
 #include <stddef.h>
 #include <stdint.h>
 
+#include "record.h"
 #include "s2a_hs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -17,7 +20,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     data += 2, size -= 2;
     if (n > size) n = size;
     int done = 0;
-    if (!kh_s2a_hs_on_resp(hs, data, n, &to_peer, &done, &err) || done) break;
+    if (!kh_s2a_hs_on_resp(hs, data, n, &to_peer, &done, &err)) break;
+    if (done) {
+      /* A result that passed validation must key a record layer. */
+      const kh_s2a_result *res = kh_s2a_hs_result(hs);
+      kh_record *rec = res ? kh_record_new(&res->keys, NULL, NULL, &err) : NULL;
+      if (rec == NULL) __builtin_trap();
+      kh_record_free(rec);
+      break;
+    }
     data += n, size -= n;
     if (!kh_s2a_hs_next(hs, (const uint8_t *)"peer", 4, &req, &err)) break;
   }

@@ -174,7 +174,9 @@ static int pump(kh_conn *c, int fd) {
     if (n < 0 && err.code == KH_ERR_WANT_READ) continue;
     if (n < 0) die("%s", err.msg);
     if (n == 0) { /* peer's close_notify */
-      if (stdin_open) kh_conn_close(c, &err);
+      /* Our close_notify in answer; a peer already gone is no failure. */
+      if (stdin_open && !kh_conn_close(c, &err))
+        fprintf(stderr, "keyhold: close_notify not sent: %s\n", err.msg);
       return 0;
     }
     if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n) die("%s", "stdout write failed");
@@ -201,6 +203,10 @@ static int cmd_connect(options *o) {
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   if (o->key_update && !kh_conn_key_update(c, 1, &err)) die("%s", err.msg);
   int rc = pump(c, fd);
+  /* Tickets that came after our close_notify (kh_conn_close hands back
+   * those before it): for the next connect's resumption. */
+  if (!kh_conn_flush_tickets(c, &err))
+    fprintf(stderr, "keyhold: session tickets not handed back: %s\n", err.msg);
   kh_conn_free(c);
   close(fd);
   kh_client_free(kc);
@@ -246,7 +252,8 @@ static int serve_one(client_job *j) {
     if (!j->o->echo) fwrite(buf, 1, (size_t)n, stdout), fflush(stdout);
   }
   if (rc == 0) {
-    kh_conn_close(c, &err);
+    if (!kh_conn_close(c, &err))
+      fprintf(stderr, "keyhold: client %s: close_notify not sent: %s\n", j->addr, err.msg);
     fprintf(stderr, "keyhold: client %s closed\n", j->addr);
   }
   kh_conn_free(c);

@@ -343,13 +343,15 @@ static int respond(kh_s2a_session *s, const kh_buf *frames, size_t consumed, kh_
   if (!kh_tls_engine_result(s->engine, &r, err)) return 0;
   snprintf(s->peer_name, sizeof(s->peer_name), "%s", r.peer_name[0] ? r.peer_name : "-");
   state.tls_version = S2A__PROTO__TLSVERSION__TLS1_3;
-  state.tls_ciphersuite = (S2a__Proto__Ciphersuite)r.suite;
-  state.in_sequence = r.in_sequence;
-  state.out_sequence = r.out_sequence;
-  state.in_key.data = r.in_secret;
-  state.in_key.len = r.secret_len;
-  state.out_key.data = r.out_secret;
-  state.out_key.len = r.secret_len;
+  /* The secrets go into the packed response straight from the engine's
+   * kh_traffic_keys (copy 2 of kh_traffic.h's list). */
+  state.tls_ciphersuite = (S2a__Proto__Ciphersuite)r.keys.suite;
+  state.in_sequence = r.keys.in_sequence;
+  state.out_sequence = r.keys.out_sequence;
+  state.in_key.data = r.keys.in_secret;
+  state.in_key.len = r.keys.secret_len;
+  state.out_key.data = r.keys.out_secret;
+  state.out_key.len = r.keys.secret_len;
   state.connection_id = next_connection_id();
   uint64_t conn_id = state.connection_id;
   state.is_handshake_resumed = r.resumed != 0;

@@ -433,19 +433,7 @@ int kh_tls_engine_done(const kh_tls_engine *e) {
 int kh_tls_engine_result(kh_tls_engine *e, kh_tls_result *out, kh_error *err) {
   memset(out, 0, sizeof(*out));
   if (!e->done) return kh_err(err, KH_ERR_FAILED_PRECONDITION, "handshake not complete");
-  const SSL_CIPHER *c = SSL_get_current_cipher(e->ssl);
-  int suite = c ? kh_suite_from_iana(SSL_CIPHER_get_protocol_id(c)) : -1;
-  if (suite < 0) return kh_err(err, KH_ERR_INTERNAL, "unknown negotiated ciphersuite");
-  out->tls_version = SSL_version(e->ssl);
-  out->suite = (kh_suite)suite;
-  if (!kh_ssl_traffic_secrets(e->ssl, out->in_secret, out->out_secret, KH_MAX_SECRET_LEN,
-                              &out->secret_len) ||
-      out->secret_len != kh_suite_secret_len(suite)) {
-    kh_wipe(out, sizeof(*out));
-    return kh_err(err, KH_ERR_INTERNAL, "cannot read traffic secrets");
-  }
-  out->in_sequence = SSL_get_read_sequence(e->ssl);
-  out->out_sequence = SSL_get_write_sequence(e->ssl);
+  if (!kh_ssl_traffic_keys(e->ssl, &out->keys, err)) return 0;
   STACK_OF(X509) *chain = SSL_get_peer_full_cert_chain(e->ssl);
   X509 *peer = chain && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
   if (peer != NULL) {

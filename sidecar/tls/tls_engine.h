@@ -20,6 +20,7 @@
 #include "kh_buf.h"
 #include "kh_error.h"
 #include "kh_tls.h"
+#include "kh_traffic.h"
 #include "peer_check.h"
 #include "ticket_keys.h"
 
@@ -47,14 +48,9 @@ typedef struct {
 } kh_tls_config;
 
 typedef struct {
-  int tls_version; /* 0x0304 */
-  kh_suite suite;
-  uint8_t in_secret[KH_MAX_SECRET_LEN];  /* peer's application traffic secret 0 */
-  uint8_t out_secret[KH_MAX_SECRET_LEN]; /* ours */
-  size_t secret_len;
-  uint64_t in_sequence; /* next record sequence numbers, after flushes */
-  uint64_t out_sequence;
-  char peer_name[512]; /* peer's SPIFFE ID, else first DNS SAN */
+  kh_traffic_keys keys; /* application traffic secret 0 each way; sequence
+                           numbers after the post-handshake flushes */
+  char peer_name[512];  /* peer's SPIFFE ID, else first DNS SAN */
   int peer_name_is_spiffe;
   char local_name[512]; /* local identity name, same rule */
   int local_name_is_spiffe;
@@ -98,7 +94,7 @@ KH_MUST_USE SSL_SESSION *kh_tls_engine_ticket(kh_tls_engine *e, const uint8_t *m
                                               kh_error *err);
 
 /* kh_tls_engine_result fills |out| after completion. The caller wipes |out|
- * with kh_wipe when done. */
-int kh_tls_engine_result(kh_tls_engine *e, kh_tls_result *out, kh_error *err);
+ * with kh_wipe when done (it holds the traffic secrets). */
+KH_MUST_USE int kh_tls_engine_result(kh_tls_engine *e, kh_tls_result *out, kh_error *err);
 
 #endif /* KH_TLS_ENGINE_H */

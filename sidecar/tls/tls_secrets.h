@@ -1,4 +1,5 @@
-/* tls_secrets.h: C access to BoringSSL's C++-only bssl::SSL_get_traffic_secrets. */
+/* tls_secrets.h: the traffic keys of a finished BoringSSL TLS 1.3
+ * connection, through the C++-only bssl::SSL_get_traffic_secrets. */
 #ifndef KH_TLS_SECRETS_H
 #define KH_TLS_SECRETS_H
 
@@ -6,14 +7,17 @@
 #include <stdint.h>
 #include <openssl/base.h>
 
+#include "kh_error.h"
+#include "kh_traffic.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Copies the current read and write traffic secrets of |ssl| (TLS 1.3) into
- * the buffers (each |cap| bytes) and sets |*out_len|. Returns 1/0. */
-int kh_ssl_traffic_secrets(const SSL *ssl, uint8_t *out_read, uint8_t *out_write, size_t cap,
-                           size_t *out_len);
+/* kh_ssl_traffic_keys fills |out| from |ssl|: version, negotiated suite,
+ * the current read (in) and write (out) traffic secrets and the next record
+ * sequence numbers. Returns 1, or 0 with |err| set and |out| wiped. */
+KH_MUST_USE int kh_ssl_traffic_keys(const SSL *ssl, kh_traffic_keys *out, kh_error *err);
 
 #ifdef __cplusplus
 }

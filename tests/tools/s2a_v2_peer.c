@@ -853,7 +853,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   kh_error err;
-  kh_channel *ch = kh_channel_new(opt.socket, &err);
+  kh_sidecar *ch = kh_sidecar_new(opt.socket, &err);
   if (ch == NULL) die(err.msg);
   const char *method = opt.grpc_java ? "/grpc.gcp.s2a.S2AService/SetUpSession"
                                      : "/s2a.proto.v2.S2AService/SetUpSession";
@@ -873,6 +873,6 @@ int main(int argc, char **argv) {
     protobuf_c_message_free_unpacked(g_config_msg, NULL);
   }
   kh_stream_close(g_stream, 1);
-  kh_channel_free(ch);
+  kh_sidecar_free(ch);
   return rc;
 }

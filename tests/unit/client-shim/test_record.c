@@ -5,6 +5,7 @@
 #include "testutil.h"
 #include <string.h>
 
+#include "kh_secret.h"
 #include "record.h"
 
 typedef struct {
@@ -21,17 +22,23 @@ static void on_ticket(void *arg, const uint8_t *msg, size_t len) {
 }
 
 static void make_pair(pair *p, kh_suite suite, uint64_t a_write_seq) {
-  uint8_t s1[48], s2[48];
-  for (int i = 0; i < 48; i++) s1[i] = (uint8_t)i, s2[i] = (uint8_t)(0x80 + i);
-  size_t len = kh_suite_secret_len(suite);
+  /* a reads with s2 and writes with s1; b the other way round */
+  kh_traffic_keys ka = {KH_TLS_VERSION_1_3, suite, kh_suite_secret_len(suite), {0}, {0}, 0, 0};
+  for (int i = 0; i < KH_MAX_SECRET_LEN; i++)
+    ka.out_secret[i] = (uint8_t)i, ka.in_secret[i] = (uint8_t)(0x80 + i);
+  ka.out_sequence = a_write_seq;
+  kh_traffic_keys kb = ka;
+  memcpy(kb.in_secret, ka.out_secret, sizeof(kb.in_secret));
+  memcpy(kb.out_secret, ka.in_secret, sizeof(kb.out_secret));
+  kb.in_sequence = a_write_seq;
+  kb.out_sequence = 0;
   kh_error err;
   memset(p, 0, sizeof(*p));
-  kh_record_config ca = {suite, s2, s1, len, 0, a_write_seq, on_ticket, p};
-  kh_record_config cb = {suite, s1, s2, len, a_write_seq, 0, on_ticket, p};
-  p->a = kh_record_new(&ca, &err);
+  p->a = kh_record_new(&ka, on_ticket, p, &err);
   ck_assert_msg(p->a != NULL, "%s", err.msg);
-  p->b = kh_record_new(&cb, &err);
+  p->b = kh_record_new(&kb, on_ticket, p, &err);
   ck_assert_msg(p->b != NULL, "%s", err.msg);
+  kh_wipe(&ka, sizeof(ka)), kh_wipe(&kb, sizeof(kb));
 }
 
 static void free_pair(pair *p) {
@@ -269,11 +276,40 @@ START_TEST(test_sequence_overflow_refused) {
 END_TEST
 
 START_TEST(test_wrong_secret_length_rejected) {
-  uint8_t s[48] = {0};
-  kh_record_config c = {KH_SUITE_AES_256_GCM_SHA384, s, s, 32, 0, 0, NULL, NULL};
+  kh_traffic_keys k = {KH_TLS_VERSION_1_3, KH_SUITE_AES_256_GCM_SHA384, 32, {0}, {0}, 0, 0};
   kh_error err;
-  ck_assert(kh_record_new(&c, &err) == NULL);
+  ck_assert(kh_record_new(&k, NULL, NULL, &err) == NULL);
   ck_assert_int_eq(err.code, KH_ERR_INVALID_ARGUMENT);
+  ck_assert_str_eq(err.msg, "secret length 32 does not fit TLS_AES_256_GCM_SHA384");
+  k.suite = (kh_suite)KH_SUITE_COUNT;
+  ck_assert(kh_record_new(&k, NULL, NULL, &err) == NULL);
+}
+END_TEST
+
+START_TEST(test_version_other_than_1_3_rejected) {
+  kh_traffic_keys k = {0x0303, KH_SUITE_AES_128_GCM_SHA256, 32, {0}, {0}, 0, 0};
+  kh_error err;
+  ck_assert(kh_record_new(&k, NULL, NULL, &err) == NULL);
+  ck_assert_int_eq(err.code, KH_ERR_INVALID_ARGUMENT);
+  ck_assert_str_eq(err.msg, "traffic keys for TLS version 0x0303, not 1.3");
+}
+END_TEST
+
+/* The record layer starts at the hand-off's sequence numbers: a record b
+ * sealed at write sequence 5 opens only at a reader starting at 5. */
+START_TEST(test_starts_at_the_handed_off_sequence_numbers) {
+  pair p;
+  make_pair(&p, KH_SUITE_AES_128_GCM_SHA256, 5);
+  ck_assert_uint_eq(kh_record_write_seq(p.a), 5);
+  ck_assert_uint_eq(kh_record_read_seq(p.b), 5);
+  ck_assert_uint_eq(kh_record_write_seq(p.b), 0);
+  kh_buf wire = KH_BUF_INIT, app = KH_BUF_INIT, back = KH_BUF_INIT;
+  kh_error err;
+  ck_assert(kh_record_seal(p.a, KH_CT_APPLICATION_DATA, (const uint8_t *)"x", 1, &wire, &err));
+  ck_assert(deliver(p.b, &wire, &app, &back, &err));
+  ck_assert_uint_eq(kh_record_read_seq(p.b), 6);
+  kh_buf_free(&wire), kh_buf_free(&app), kh_buf_free(&back);
+  free_pair(&p);
 }
 END_TEST
 
@@ -292,6 +328,8 @@ int main(void) {
   tcase_add_test(tc, test_ccs_after_handshake_refused);
   tcase_add_test(tc, test_sequence_overflow_refused);
   tcase_add_test(tc, test_wrong_secret_length_rejected);
+  tcase_add_test(tc, test_version_other_than_1_3_rejected);
+  tcase_add_test(tc, test_starts_at_the_handed_off_sequence_numbers);
   suite_add_tcase(s, tc);
   return kh_test_run(s);
 }

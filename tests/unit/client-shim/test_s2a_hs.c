@@ -101,10 +101,13 @@ START_TEST(test_frames_and_unconsumed_bytes) {
   ck_assert_msg(kh_s2a_hs_on_resp(hs, resp.data, resp.len, &to_peer, &done, &err), "%s", err.msg);
   ck_assert(done);
   const kh_s2a_result *out_r = kh_s2a_hs_result(hs);
-  ck_assert_int_eq(out_r->suite, KH_SUITE_CHACHA20_POLY1305_SHA256);
-  ck_assert_mem_eq(out_r->in_secret, in, 32);
-  ck_assert_mem_eq(out_r->out_secret, out, 32);
-  ck_assert_uint_eq(out_r->in_sequence, 2);
+  ck_assert_int_eq(out_r->keys.tls_version, KH_TLS_VERSION_1_3);
+  ck_assert_int_eq(out_r->keys.suite, KH_SUITE_CHACHA20_POLY1305_SHA256);
+  ck_assert_uint_eq(out_r->keys.secret_len, 32);
+  ck_assert_mem_eq(out_r->keys.in_secret, in, 32);
+  ck_assert_mem_eq(out_r->keys.out_secret, out, 32);
+  ck_assert_uint_eq(out_r->keys.in_sequence, 2);
+  ck_assert_uint_eq(out_r->keys.out_sequence, 0);
   ck_assert_uint_eq(out_r->connection_id, 42);
   ck_assert_str_eq(out_r->alpn, "h2");
   ck_assert_str_eq(out_r->peer_identity, "spiffe://example.org/server");

@@ -119,8 +119,8 @@ START_TEST(test_full_handshake_between_sessions) {
   /* the client's Finished plus trailing application bytes in one next */
   kh_buf flight = KH_BUF_INIT;
   const uint8_t app[] = {23, 3, 3, 0, 2, 9, 9};
-  kh_buf_append(&flight, cr2->out_frames.data, cr2->out_frames.len);
-  kh_buf_append(&flight, app, sizeof(app));
+  ck_assert(kh_buf_append(&flight, cr2->out_frames.data, cr2->out_frames.len));
+  ck_assert(kh_buf_append(&flight, app, sizeof(app)));
   next(&req, flight.data, flight.len);
   S2a__Proto__SessionResp *sr2 = handle(s, &req, KH_S2A_FINISHED, &err);
   ck_assert_uint_eq(sr2->bytes_consumed, cr2->out_frames.len);
@@ -193,7 +193,7 @@ END_TEST
 
 START_TEST(test_garbage_bytes) {
   kh_buf req = KH_BUF_INIT;
-  kh_buf_append(&req, "\xff\xff\xff\xff\xff", 5);
+  ck_assert(kh_buf_append(&req, "\xff\xff\xff\xff\xff", 5));
   expect_failure(&req, 0, 3, "malformed SessionReq");
   kh_buf_free(&req);
 }

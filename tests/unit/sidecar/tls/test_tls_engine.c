@@ -106,12 +106,12 @@ static void check_mirrored(kh_tls_engine *c, kh_tls_engine *s) {
   kh_error err;
   ck_assert_msg(kh_tls_engine_result(c, &cr, &err), "%s", err.msg);
   ck_assert_msg(kh_tls_engine_result(s, &sr, &err), "%s", err.msg);
-  ck_assert_int_eq(cr.tls_version, 0x0304);
-  ck_assert_int_eq(cr.suite, sr.suite);
-  ck_assert_uint_eq(cr.secret_len, kh_suite_secret_len(cr.suite));
-  ck_assert_mem_eq(cr.out_secret, sr.in_secret, cr.secret_len);
-  ck_assert_mem_eq(cr.in_secret, sr.out_secret, cr.secret_len);
-  ck_assert(memcmp(cr.in_secret, cr.out_secret, cr.secret_len) != 0);
+  ck_assert_int_eq(cr.keys.tls_version, 0x0304);
+  ck_assert_int_eq(cr.keys.suite, sr.keys.suite);
+  ck_assert_uint_eq(cr.keys.secret_len, kh_suite_secret_len(cr.keys.suite));
+  ck_assert_mem_eq(cr.keys.out_secret, sr.keys.in_secret, cr.keys.secret_len);
+  ck_assert_mem_eq(cr.keys.in_secret, sr.keys.out_secret, cr.keys.secret_len);
+  ck_assert(memcmp(cr.keys.in_secret, cr.keys.out_secret, cr.keys.secret_len) != 0);
   ck_assert_str_eq(cr.alpn, "grpc");
   ck_assert_str_eq(sr.alpn, "grpc");
   ck_assert_str_eq(cr.peer_name, sr.local_name);
@@ -121,9 +121,9 @@ static void check_mirrored(kh_tls_engine *c, kh_tls_engine *s) {
   /* Application-data epochs start at zero; a server that wrote
    * NewSessionTickets counts them in its write sequence, and the client has
    * read none of them during the handshake. */
-  ck_assert_uint_eq(cr.in_sequence, 0);
-  ck_assert_uint_eq(cr.out_sequence, 0);
-  ck_assert_uint_eq(sr.in_sequence, 0);
+  ck_assert_uint_eq(cr.keys.in_sequence, 0);
+  ck_assert_uint_eq(cr.keys.out_sequence, 0);
+  ck_assert_uint_eq(sr.keys.in_sequence, 0);
   kh_wipe(&cr, sizeof(cr));
   kh_wipe(&sr, sizeof(sr));
 }
