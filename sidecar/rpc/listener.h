@@ -18,7 +18,7 @@ typedef struct kh_listener kh_listener;
 
 /* kh_listener_open binds |path| (refusing a live socket, replacing a stale
  * one), sets its mode (|mode| < 0: 0660) and group (|gid| (gid_t)-1: keep). */
-kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *err);
+KH_MUST_USE kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *err);
 
 /* kh_listener_add_tcp also listens on |addr|, "tcp://HOST:PORT" with HOST
  * an IPv4 literal or a bracketed IPv6 one, for S2A clients that cannot
@@ -41,13 +41,13 @@ typedef struct {
 /* kh_listener_start spawns the accept thread: SO_PEERCRED, the connection
  * caps (per uid, in all, with headroom for new callers), the HTTP/2 preface
  * within limits.preface_timeout_ms, then the fd goes to gRPC. */
-int kh_listener_start(kh_listener *l, grpc_server *server, const kh_listener_config *cfg,
-                      kh_error *err);
+KH_MUST_USE int kh_listener_start(kh_listener *l, grpc_server *server,
+                                  const kh_listener_config *cfg, kh_error *err);
 
 /* kh_listener_caller finds the credentials of the connection behind |peer|
  * (grpc_call_get_peer). Returns 1 and fills |out| / |*admitted|, or 0 if the
  * connection is unknown or its fd now refers to another socket. */
-int kh_listener_caller(kh_listener *l, const char *peer, kh_caller *out, int *admitted);
+KH_MUST_USE int kh_listener_caller(kh_listener *l, const char *peer, kh_caller *out, int *admitted);
 
 /* kh_listener_stats: connections open now, and their peak since the last
  * call with |reset_peak| (the event loop trims memory after a flood). */

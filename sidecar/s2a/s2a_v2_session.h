@@ -27,8 +27,8 @@
 typedef struct kh_s2a_v2_session kh_s2a_v2_session;
 
 /* |env| is shared with v1 (borrowed); |caller| is copied. */
-kh_s2a_v2_session *kh_s2a_v2_session_new(const kh_s2a_env *env, const kh_caller *caller,
-                                         kh_v2_dialect dialect);
+KH_MUST_USE kh_s2a_v2_session *kh_s2a_v2_session_new(const kh_s2a_env *env, const kh_caller *caller,
+                                                     kh_v2_dialect dialect);
 void kh_s2a_v2_session_free(kh_s2a_v2_session *s);
 
 /* kh_s2a_v2_session_handle answers one request into |resp|: KH_S2A_CONTINUE
