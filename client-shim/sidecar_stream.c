@@ -58,7 +58,12 @@ kh_sidecar *kh_sidecar_new(const char *socket_path, kh_error *err) {
   }
   snprintf(sc->path, sizeof(sc->path), "%s", socket_path);
   char target[300];
-  snprintf(target, sizeof(target), "unix:%s", socket_path);
+  /* "tcp://HOST:PORT" reaches keyholdd's --listen (tests, clients without
+   * Unix sockets); anything else is a socket path. */
+  if (strncmp(socket_path, "tcp://", 6) == 0)
+    snprintf(target, sizeof(target), "%s", socket_path + 6);
+  else
+    snprintf(target, sizeof(target), "unix:%s", socket_path);
   grpc_init();
   /* Keep the reconnect backoff short: after a sidecar restart, new
    * handshakes should find it again within a second. */

@@ -21,6 +21,7 @@
 #include "rotation.h"
 #include "sandbox.h"
 #include "s2a_v1.h"
+#include "s2a_v2.h"
 #include "server.h"
 
 #define KEYHOLD_VERSION "0.1.0"
@@ -62,14 +63,18 @@ static void usage(FILE *f) {
           "       keyholdd --check-config FILE [--identities DIR]\n"
           "\n"
           "Holds the identities (kubernetes.io/tls directories) under DIR and serves\n"
-          "S2A v1 handshakes on the Unix socket PATH to the callers the policy allows\n"
-          "(without a policy: callers running as keyholdd's own uid only).\n"
+          "S2A (v1 handshakes, v2 key operations in both dialects) on the Unix socket\n"
+          "PATH to the callers the policy allows (without a policy: callers running as\n"
+          "keyholdd's own uid only).\n"
           "\n"
           "  --policy FILE       policy (YAML, docs/POLICY.md) (env KEYHOLD_POLICY)\n"
           "  --check-config FILE validate FILE (and its identities), print errors, exit\n"
           "  --socket PATH       Unix socket to serve on (env KEYHOLD_SOCKET)\n"
           "  --socket-mode MODE  octal, at most 0770 (default 0660)\n"
           "  --socket-group GRP  group owning the socket (name or number)\n"
+          "  --listen tcp://HOST:PORT  also serve on loopback TCP (env KEYHOLD_LISTEN);\n"
+          "                      no uid there: token grants only. PORT 0 picks one\n"
+          "  --listen-allow-remote  let --listen bind a non-loopback address\n"
           "  --identities DIR    one sub-directory per identity: tls.crt, tls.key, ca.crt\n"
           "                      (env KEYHOLD_IDENTITIES); reloaded on change and SIGHUP\n"
           "  --LIMIT N           any limit of the policy's `limits:` map, '_' written '-'\n"
@@ -319,6 +324,8 @@ int main(int argc, char **argv) {
   const char *check_file = NULL;
   const char *ticket_file = getenv("KEYHOLD_TICKET_KEYS");
   const char *workers_arg = getenv("KEYHOLD_WORKERS");
+  const char *listen_tcp = getenv("KEYHOLD_LISTEN");
+  int allow_remote = 0;
   const char *over[2] = {NULL, NULL}; /* mode, group */
   /* --LIMIT VALUE pairs (limit name with '_', value), NULL-terminated. */
   const char *limit_flags[2 * KH_MAX_LIMIT_FLAGS + 1] = {NULL};
@@ -334,6 +341,8 @@ int main(int argc, char **argv) {
       {"socket-mode", required_argument, NULL, 'm'},
       {"socket-group", required_argument, NULL, 'g'},
       {"ticket-keys", required_argument, NULL, 'K'},
+      {"listen", required_argument, NULL, 'L'},
+      {"listen-allow-remote", no_argument, NULL, 'R'},
       {"no-sandbox", no_argument, NULL, 'N'},
       {"workers", required_argument, NULL, 'W'},
       {"sandbox-selftest", required_argument, NULL, 'T'}, /* hidden: tests only */
@@ -352,6 +361,8 @@ int main(int argc, char **argv) {
       case 'm': over[0] = optarg; break;
       case 'g': over[1] = optarg; break;
       case 'K': ticket_file = optarg; break;
+      case 'L': listen_tcp = optarg; break;
+      case 'R': allow_remote = 1; break;
       case 'N': sandbox = 0; break;
       case 'W': workers_arg = optarg; break;
       case 'T': selftest = optarg; break;
@@ -441,9 +452,19 @@ int main(int argc, char **argv) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
     goto out;
   }
+  unsigned tcp_port = 0;
+  if (listen_tcp != NULL && listen_tcp[0] != '\0') {
+    if (!kh_listener_add_tcp(listener, listen_tcp, allow_remote, &tcp_port, &err)) {
+      fprintf(stderr, "keyholdd: %s\n", err.msg);
+      goto out;
+    }
+    kh_log(KH_LOG_INFO, "also listening on %s, port %u (no uid there: token grants only)",
+           listen_tcp, tcp_port);
+  }
   /* The services keyholdd serves, each behind rpc/service.h. */
   kh_s2a_env env = {.store = store, .grants = grants, .resume = resume, .ticket_keys = &tickets};
-  const kh_service services[] = {kh_s2a_v1_service(&env)};
+  kh_service services[1 + KH_S2A_V2_SERVICES] = {kh_s2a_v1_service(&env)};
+  kh_s2a_v2_services(&env, &services[1]);
   char describe[300];
   snprintf(describe, sizeof(describe), "with %zu identities, policy %s",
            kh_identity_store_count(store), conf.file ? conf.file : "built-in (own uid only)");

@@ -17,8 +17,8 @@
 typedef struct kh_rotation kh_rotation;
 
 /* |reload_all| is set by a SIGHUP handler; tick clears it. */
-kh_rotation *kh_rotation_new(kh_identity_store *store, volatile sig_atomic_t *reload_all,
-                             kh_error *err);
+KH_MUST_USE kh_rotation *kh_rotation_new(kh_identity_store *store,
+                                         volatile sig_atomic_t *reload_all, kh_error *err);
 void kh_rotation_free(kh_rotation *r);
 
 /* kh_rotation_watch_ticket_keys reloads the ticket key file |path| into

@@ -24,12 +24,12 @@
  * ambient capability sets of the calling thread and, when the process holds
  * CAP_SETPCAP, the bounding set. Returns 0 with |err| set if a capability
  * remains. */
-int kh_sandbox_drop_caps(kh_error *err);
+KH_MUST_USE int kh_sandbox_drop_caps(kh_error *err);
 
 /* kh_sandbox_apply drops capabilities (as above), sets PR_SET_NO_NEW_PRIVS
  * and installs the seccomp allowlist (default action: kill the process) on
  * all threads of the process. Irreversible. Returns 1, or 0 with |err| set;
  * on failure the caller must not go on serving. */
-int kh_sandbox_apply(kh_error *err);
+KH_MUST_USE int kh_sandbox_apply(kh_error *err);
 
 #endif /* KH_SANDBOX_H */

@@ -289,6 +289,12 @@ int kh_identity_sign(const kh_identity *id, uint16_t sigalg, const uint8_t *in, 
   return kh_key_sign(id->key, sigalg, in, in_len, out, out_len, max_out, err);
 }
 
+int kh_identity_sign_digest(const kh_identity *id, uint16_t sigalg, const uint8_t *digest,
+                            size_t digest_len, uint8_t *out, size_t *out_len, size_t max_out,
+                            kh_error *err) {
+  return kh_key_sign_digest(id->key, sigalg, digest, digest_len, out, out_len, max_out, err);
+}
+
 void *kh_identity_attachment(kh_identity *id, kh_identity_slot slot,
                              void *(*make)(const kh_identity *id, void *arg, kh_error *err),
                              void (*destroy)(void *value), void *arg, kh_error *err) {

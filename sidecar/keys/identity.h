@@ -69,6 +69,12 @@ KH_MUST_USE int kh_identity_sign(const kh_identity *id, uint16_t sigalg, const u
                                  size_t in_len, uint8_t *out, size_t *out_len, size_t max_out,
                                  kh_error *err);
 
+/* kh_identity_sign_digest: kh_identity_sign over a digest of the scheme's
+ * hash computed by the caller (kh_key_sign_digest's rules). */
+KH_MUST_USE int kh_identity_sign_digest(const kh_identity *id, uint16_t sigalg,
+                                        const uint8_t *digest, size_t digest_len, uint8_t *out,
+                                        size_t *out_len, size_t max_out, kh_error *err);
+
 /* Attachment slots: state that another layer derives from an identity and
  * that must live exactly as long as it, e.g. the TLS engine's contexts
  * (built on the identity's first handshake on a side, shared by the later

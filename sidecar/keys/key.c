@@ -99,6 +99,26 @@ int kh_key_sign(const kh_key *k, uint16_t sigalg, const uint8_t *in, size_t in_l
   return k->ops->sign(k->impl, sigalg, in, in_len, out, out_len, max_out, err);
 }
 
+int kh_key_sign_digest(const kh_key *k, uint16_t sigalg, const uint8_t *digest, size_t digest_len,
+                       uint8_t *out, size_t *out_len, size_t max_out, kh_error *err) {
+  *out_len = 0;
+  if (!kh_sigalg_fits(k->type, sigalg))
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "signature scheme 0x%04x does not fit a %s key",
+                  sigalg, kh_key_type_name(k->type));
+  const EVP_MD *md = SSL_get_signature_algorithm_digest(sigalg);
+  if (md == NULL)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "a %s key signs whole messages, not digests",
+                  kh_key_type_name(k->type));
+  if (digest_len != EVP_MD_size(md))
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT,
+                  "a digest of %zu bytes does not fit scheme 0x%04x (its hash is %zu bytes)",
+                  digest_len, sigalg, EVP_MD_size(md));
+  if (k->ops->sign_digest == NULL)
+    return kh_err(err, KH_ERR_UNIMPLEMENTED, "the %s key backend does not sign digests",
+                  k->ops->name);
+  return k->ops->sign_digest(k->impl, sigalg, digest, digest_len, out, out_len, max_out, err);
+}
+
 EVP_PKEY *kh_key_public(const kh_key *k, kh_error *err) {
   return k->ops->public_key(k->impl, err);
 }

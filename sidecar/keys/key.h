@@ -42,6 +42,11 @@ typedef struct {
   const char *name; /* "file", for logs */
   int (*sign)(void *impl, uint16_t sigalg, const uint8_t *in, size_t in_len, uint8_t *out,
               size_t *out_len, size_t max_out, kh_error *err);
+  /* |sign_digest| signs a digest of the scheme's hash computed elsewhere
+   * (never called for Ed25519, which has no pre-hash form). NULL: the
+   * backend signs whole messages only. */
+  int (*sign_digest)(void *impl, uint16_t sigalg, const uint8_t *digest, size_t digest_len,
+                     uint8_t *out, size_t *out_len, size_t max_out, kh_error *err);
   EVP_PKEY *(*public_key)(void *impl, kh_error *err);
   void (*free)(void *impl);
 } kh_key_ops;
@@ -73,6 +78,13 @@ size_t kh_key_sigalgs(const kh_key *k, uint16_t *out, size_t max_out);
  * fit the key or |max_out| is too small. */
 KH_MUST_USE int kh_key_sign(const kh_key *k, uint16_t sigalg, const uint8_t *in, size_t in_len,
                             uint8_t *out, size_t *out_len, size_t max_out, kh_error *err);
+
+/* kh_key_sign_digest is kh_key_sign over |digest|, the scheme's hash of the
+ * message. Fails (KH_ERR_INVALID_ARGUMENT) for Ed25519, for a digest whose
+ * length is not the hash's, or a scheme that does not fit the key. */
+KH_MUST_USE int kh_key_sign_digest(const kh_key *k, uint16_t sigalg, const uint8_t *digest,
+                                   size_t digest_len, uint8_t *out, size_t *out_len, size_t max_out,
+                                   kh_error *err);
 
 /* kh_key_public returns a new public-only EVP_PKEY (caller frees). */
 KH_MUST_USE EVP_PKEY *kh_key_public(const kh_key *k, kh_error *err);

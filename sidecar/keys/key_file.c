@@ -50,6 +50,36 @@ static int file_sign(void *impl, uint16_t sigalg, const uint8_t *in, size_t in_l
   return 1;
 }
 
+/* file_sign_digest: the same schemes over a digest the caller computed
+ * (S2A v2 clients hash the handshake transcript themselves). */
+static int file_sign_digest(void *impl, uint16_t sigalg, const uint8_t *digest, size_t digest_len,
+                            uint8_t *out, size_t *out_len, size_t max_out, kh_error *err) {
+  EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new(impl, NULL);
+  size_t len = 0;
+  int ok = pctx != NULL && EVP_PKEY_sign_init(pctx) &&
+           EVP_PKEY_CTX_set_signature_md(pctx, SSL_get_signature_algorithm_digest(sigalg));
+  if (ok && SSL_is_signature_algorithm_rsa_pss(sigalg))
+    ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) &&
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, -1);
+  else if (ok && EVP_PKEY_id(impl) == EVP_PKEY_RSA)
+    ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING);
+  ok = ok && EVP_PKEY_sign(pctx, NULL, &len, digest, digest_len);
+  if (ok && len > max_out) {
+    EVP_PKEY_CTX_free(pctx);
+    ERR_clear_error();
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "signature needs up to %zu bytes, room for %zu",
+                  len, max_out);
+  }
+  len = max_out;
+  ok = ok && EVP_PKEY_sign(pctx, out, &len, digest, digest_len);
+  EVP_PKEY_CTX_free(pctx);
+  ERR_clear_error();
+  if (!ok)
+    return kh_err(err, KH_ERR_INTERNAL, "signing a digest with scheme 0x%04x failed", sigalg);
+  *out_len = len;
+  return 1;
+}
+
 /* file_public: a public-only copy, through its SubjectPublicKeyInfo. */
 static EVP_PKEY *file_public(void *impl, kh_error *err) {
   CBB cbb;
@@ -74,8 +104,11 @@ static void file_free(void *impl) {
   EVP_PKEY_free(impl); /* BoringSSL clears key material on free */
 }
 
-static const kh_key_ops k_file_ops = {
-    .name = "file", .sign = file_sign, .public_key = file_public, .free = file_free};
+static const kh_key_ops k_file_ops = {.name = "file",
+                                      .sign = file_sign,
+                                      .sign_digest = file_sign_digest,
+                                      .public_key = file_public,
+                                      .free = file_free};
 
 static int key_type(EVP_PKEY *key, const char *path, kh_key_type *out, kh_error *err) {
   switch (EVP_PKEY_id(key)) {

@@ -229,3 +229,86 @@ int kh_ticket_keys_install(SSL_CTX *ctx, kh_ticket_keys *(*get_keys)(SSL *ssl)) 
   __atomic_store_n(&g_get_keys, get_keys, __ATOMIC_RELEASE); /* the same one every time */
   return SSL_CTX_set_tlsext_ticket_key_cb(ctx, ticket_cb);
 }
+
+/* --- tickets sealed for S2A v2 clients (OffloadResumptionKeyOperation) ---- */
+
+static const char k_seal_label[] = "keyhold s2a v2 ticket";
+
+/* seal_mac: HMAC-SHA256 under |t| over the label, then |data|: the label
+ * keeps tickets BoringSSL sealed for S2A v1 (same keys, no label) from
+ * opening here. */
+static int seal_mac(const ticket_key *t, const uint8_t *data, size_t len, uint8_t mac[32]) {
+  HMAC_CTX h;
+  HMAC_CTX_init(&h);
+  unsigned n = 0;
+  int ok = HMAC_Init_ex(&h, t->hmac, sizeof(t->hmac), EVP_sha256(), NULL) &&
+           HMAC_Update(&h, (const uint8_t *)k_seal_label, sizeof(k_seal_label) - 1) &&
+           HMAC_Update(&h, data, len) && HMAC_Final(&h, mac, &n) && n == 32;
+  HMAC_CTX_cleanup(&h);
+  return ok;
+}
+
+int kh_ticket_keys_seal(const kh_ticket_keys *k, const uint8_t *in, size_t len, kh_buf *out,
+                        kh_error *err) {
+  if (k == NULL || k->n == 0)
+    return kh_err(err, KH_ERR_FAILED_PRECONDITION, "no ticket keys are loaded");
+  if (len > KH_TICKET_SEAL_MAX_IN)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%zu bytes to seal, at most %u", len,
+                  KH_TICKET_SEAL_MAX_IN);
+  const ticket_key *t = &k->keys[0];
+  size_t start = out->len;
+  if (!kh_buf_reserve(out, len + KH_TICKET_SEAL_OVERHEAD))
+    return kh_err(err, KH_ERR_NOMEM, "out of memory sealing a ticket");
+  uint8_t *p = out->data + start;
+  memcpy(p, t->name, 16);
+  EVP_CIPHER_CTX c;
+  EVP_CIPHER_CTX_init(&c);
+  int n1 = 0, n2 = 0;
+  int ok =
+      RAND_bytes(p + 16, 16) && EVP_EncryptInit_ex(&c, EVP_aes_128_cbc(), NULL, t->aes, p + 16) &&
+      EVP_EncryptUpdate(&c, p + 32, &n1, in, (int)len) && EVP_EncryptFinal_ex(&c, p + 32 + n1, &n2);
+  EVP_CIPHER_CTX_cleanup(&c);
+  size_t body = 32 + (size_t)n1 + (size_t)n2;
+  ok = ok && seal_mac(t, p, body, p + body);
+  if (!ok) {
+    kh_wipe(p, len + KH_TICKET_SEAL_OVERHEAD);
+    return kh_err(err, KH_ERR_INTERNAL, "sealing a ticket failed");
+  }
+  out->len = start + body + 32;
+  return 1;
+}
+
+int kh_ticket_keys_open(const kh_ticket_keys *k, const uint8_t *in, size_t len, kh_buf *out,
+                        kh_error *err) {
+  if (k == NULL || k->n == 0)
+    return kh_err(err, KH_ERR_FAILED_PRECONDITION, "no ticket keys are loaded");
+  if (len < 16 + 16 + 16 + 32 || (len - 16 - 16 - 32) % 16 != 0 ||
+      len > KH_TICKET_SEAL_MAX_IN + KH_TICKET_SEAL_OVERHEAD)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT,
+                  "a sealed ticket of %zu bytes cannot be one of ours", len);
+  const ticket_key *t = NULL;
+  for (size_t i = 0; i < k->n && t == NULL; i++)
+    if (CRYPTO_memcmp(in, k->keys[i].name, 16) == 0) t = &k->keys[i];
+  if (t == NULL)
+    return kh_err(err, KH_ERR_NOT_FOUND, "the ticket's key is not (or no longer) loaded");
+  uint8_t mac[32];
+  size_t body = len - 32;
+  if (!seal_mac(t, in, body, mac) || CRYPTO_memcmp(mac, in + body, 32) != 0)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "the ticket does not authenticate");
+  size_t start = out->len;
+  if (!kh_buf_reserve(out, body - 32))
+    return kh_err(err, KH_ERR_NOMEM, "out of memory opening a ticket");
+  EVP_CIPHER_CTX c;
+  EVP_CIPHER_CTX_init(&c);
+  int n1 = 0, n2 = 0;
+  int ok = EVP_DecryptInit_ex(&c, EVP_aes_128_cbc(), NULL, t->aes, in + 16) &&
+           EVP_DecryptUpdate(&c, out->data + start, &n1, in + 32, (int)(body - 32)) &&
+           EVP_DecryptFinal_ex(&c, out->data + start + n1, &n2);
+  EVP_CIPHER_CTX_cleanup(&c);
+  if (!ok) {
+    kh_wipe(out->data + start, body - 32);
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "the ticket does not decrypt");
+  }
+  out->len = start + (size_t)n1 + (size_t)n2;
+  return 1;
+}

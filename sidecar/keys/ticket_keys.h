@@ -14,6 +14,7 @@
 #include <openssl/base.h>
 #include <stddef.h>
 
+#include "kh_buf.h"
 #include "kh_error.h"
 
 #define KH_TICKET_KEYS_MAX 8
@@ -36,5 +37,21 @@ size_t kh_ticket_keys_count(const kh_ticket_keys *k);
 /* kh_ticket_keys_install makes |ctx| seal and open tickets with |k|, which it
  * finds through |get_keys| (called with the SSL being served). */
 KH_MUST_USE int kh_ticket_keys_install(SSL_CTX *ctx, kh_ticket_keys *(*get_keys)(SSL *ssl));
+
+/* Tickets sealed for S2A v2 clients, whose own TLS stack asks keyholdd to
+ * encrypt and decrypt its session state (OffloadResumptionKeyOperation):
+ *   key name (16) | IV (16) | AES-128-CBC, PKCS#7 padded | HMAC-SHA256 (32)
+ * under the same keys as the v1 tickets, so replicas sharing the key file
+ * open each other's tickets and an older key opens until it is dropped.
+ * The MAC also covers a label, so a ticket of one kind never opens as the
+ * other. Seal uses the first key. Errors: FAILED_PRECONDITION without keys;
+ * open: INVALID_ARGUMENT for a size no seal makes, a bad MAC or padding;
+ * NOT_FOUND for a key no longer loaded. Output is appended to |out|. */
+#define KH_TICKET_SEAL_OVERHEAD 80u /* name + IV + up to a block of padding + MAC */
+#define KH_TICKET_SEAL_MAX_IN (64u * 1024u)
+KH_MUST_USE int kh_ticket_keys_seal(const kh_ticket_keys *k, const uint8_t *in, size_t len,
+                                    kh_buf *out, kh_error *err);
+KH_MUST_USE int kh_ticket_keys_open(const kh_ticket_keys *k, const uint8_t *in, size_t len,
+                                    kh_buf *out, kh_error *err);
 
 #endif /* KH_TICKET_KEYS_H */

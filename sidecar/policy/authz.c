@@ -75,12 +75,13 @@ int kh_authz_decide(const kh_grants *g, const kh_caller *caller, const char *con
     for (size_t i = 0; i < r->n_uids; i++) ok |= r->uids[i] == caller->uid;
     for (size_t i = 0; i < r->n_gids; i++) ok |= r->gids[i] == caller->gid;
     ok |= token_granted(r, tokens, n_tokens);
+    if (r->operations != 0 && (r->operations & kh_operation_grant(op)) == 0) ok = 0;
   }
+  char who[40];
   if (!ok)
-    return kh_err(err, KH_ERR_PERMISSION_DENIED, "caller uid %u may not use identity '%.100s'%s",
-                  (unsigned)caller->uid, identity,
+    return kh_err(err, KH_ERR_PERMISSION_DENIED, "%s may not use identity '%.100s'%s",
+                  kh_caller_name(caller, who, sizeof(who)), identity,
                   n_tokens ? " (the access token presented does not grant it)" : "");
-  /* Today every rule grants both TLS sides alike. */
   *out = (kh_grant){.identity = identity,
                     .op = op,
                     .peer_check = &r->peers,
@@ -88,6 +89,38 @@ int kh_authz_decide(const kh_grants *g, const kh_caller *caller, const char *con
                     .n_alpn = r->alpn.n,
                     .suites = r->suites};
   return 1;
+}
+
+uint32_t kh_operation_grant(kh_operation op) {
+  switch (op) {
+    case KH_OP_TLS_CLIENT_HANDSHAKE:
+    case KH_OP_TLS_SERVER_HANDSHAKE: return KH_GRANT_TLS_OFFLOAD;
+    case KH_OP_TLS_CONFIG:
+    case KH_OP_SIGN: return KH_GRANT_SIGN;
+    case KH_OP_VALIDATE: return KH_GRANT_VALIDATE;
+    case KH_OP_TICKET_KEYS: return KH_GRANT_TICKET_KEYS;
+  }
+  return 0;
+}
+
+static const struct {
+  uint32_t bit;
+  const char *name;
+} k_grant_names[] = {{KH_GRANT_TLS_OFFLOAD, "tls-offload"},
+                     {KH_GRANT_SIGN, "sign"},
+                     {KH_GRANT_VALIDATE, "validate"},
+                     {KH_GRANT_TICKET_KEYS, "ticket-keys"}};
+
+const char *kh_grant_name(uint32_t grant) {
+  for (size_t i = 0; i < sizeof(k_grant_names) / sizeof(k_grant_names[0]); i++)
+    if (k_grant_names[i].bit == grant) return k_grant_names[i].name;
+  return "?";
+}
+
+uint32_t kh_grant_from_name(const char *name) {
+  for (size_t i = 0; i < sizeof(k_grant_names) / sizeof(k_grant_names[0]); i++)
+    if (strcmp(k_grant_names[i].name, name) == 0) return k_grant_names[i].bit;
+  return 0;
 }
 
 int kh_authz_admits(const kh_grants *g, const kh_caller *caller) {

@@ -35,6 +35,7 @@ typedef struct {
   kh_peer_check peers; /* peers: lists (empty: any verified peer) */
   kh_strlist alpn;     /* empty: any */
   uint32_t suites;     /* KH_SUITE_BIT mask; 0: any */
+  uint32_t operations; /* KH_GRANT_* mask (the rule's `operations:`); 0: all */
 } kh_grant_rule;
 
 typedef struct {
@@ -48,14 +49,32 @@ KH_MUST_USE kh_grants *kh_grants_builtin(uid_t self);
 /* kh_grants_free wipes the token digests and frees |g| (NULL is fine). */
 void kh_grants_free(kh_grants *g);
 
-/* What a caller asks to do with an identity. The policy file grants an
- * identity for TLS handshakes on either side; operations that need grants
- * of their own (S2A v2 key operations, secure channels, sealed-box open,
- * DPoP proofs) join this list with the policy fields that grant them. */
+/* What a caller asks to do with an identity, and the grant of the policy's
+ * `operations:` list each one needs: S2A v1 handshakes (either side) need
+ * `tls-offload`; S2A v2's GetTlsConfiguration and SIGN need `sign`,
+ * ValidatePeerCertificateChain `validate`, OffloadResumptionKeyOperation
+ * `ticket-keys`. Coming operations (secure channels, sealed-box open, DPoP)
+ * join this list with grants of their own. */
 typedef enum {
   KH_OP_TLS_CLIENT_HANDSHAKE = 0,
   KH_OP_TLS_SERVER_HANDSHAKE = 1,
+  KH_OP_TLS_CONFIG = 2,
+  KH_OP_SIGN = 3,
+  KH_OP_VALIDATE = 4,
+  KH_OP_TICKET_KEYS = 5,
 } kh_operation;
+
+#define KH_GRANT_TLS_OFFLOAD (1u << 0)
+#define KH_GRANT_SIGN (1u << 1)
+#define KH_GRANT_VALIDATE (1u << 2)
+#define KH_GRANT_TICKET_KEYS (1u << 3)
+
+/* kh_operation_grant: the KH_GRANT_* bit |op| needs; kh_grant_name its name
+ * in the policy ("tls-offload", "sign", "validate", "ticket-keys"), and
+ * kh_grant_from_name the reverse (0: unknown). */
+uint32_t kh_operation_grant(kh_operation op);
+const char *kh_grant_name(uint32_t grant);
+uint32_t kh_grant_from_name(const char *name);
 
 /* kh_grant: what the caller may do with the identity; everything borrowed
  * from the kh_grants (and |identity| from the caller of decide), valid while
@@ -73,7 +92,8 @@ typedef struct {
 /* kh_authz_decide: may |caller|, presenting |tokens|, run |op| with the
  * identity whose directory name is |identity|? Granted by uid, by primary
  * gid, or by a token (SHA-256 digests compared in constant time, every one
- * with every one). The identity's own rule applies, else the "*" rule. On
+ * with every one), if the rule's operations include |op|'s grant. The
+ * identity's own rule applies, else the "*" rule. On
  * success fills |out|. Refusal: KH_ERR_PERMISSION_DENIED, "caller uid N may
  * not use identity 'NAME'" (with " (the access token presented does not
  * grant it)" when tokens were presented). */

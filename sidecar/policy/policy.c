@@ -188,6 +188,13 @@ static int suite_item(ctx *c, const kh_yaml_node *n, const char *f, void *out, s
              n->value);
 }
 
+static int operation_item(ctx *c, const kh_yaml_node *n, const char *f, void *out, size_t i) {
+  if (!want(c, n, KH_YAML_SCALAR, f)) return 0;
+  if ((((uint32_t *)out)[i] = kh_grant_from_name(n->value)) != 0) return 1;
+  return bad(c, n, f, "unknown operation '%.60s' (tls-offload, sign, validate, ticket-keys)",
+             n->value);
+}
+
 static int version_item(ctx *c, const kh_yaml_node *n, const char *f, void *out, size_t i) {
   (void)out;
   (void)i;
@@ -237,8 +244,8 @@ static int parse_peers(ctx *c, const kh_yaml_node *n, const char *f, kh_grant_ru
 }
 
 static int parse_rule(ctx *c, const kh_yaml_node *key, const kh_yaml_node *n, kh_grant_rule *r) {
-  static const char *const keys[] = {"callers",      "peers",        "alpn",
-                                     "tls_versions", "ciphersuites", NULL};
+  static const char *const keys[] = {"callers",      "peers",      "alpn", "tls_versions",
+                                     "ciphersuites", "operations", NULL};
   char f[200];
   snprintf(f, sizeof(f), "identities.%.60s", key->value);
   r->line = key->line;
@@ -262,6 +269,12 @@ static int parse_rule(ctx *c, const kh_yaml_node *key, const kh_yaml_node *n, kh
       ok = parse_peers(c, v, sub, r);
     } else if (strcmp(k, "alpn") == 0) {
       ok = strlist(c, v, sub, &r->alpn, alpn_item);
+    } else if (strcmp(k, "operations") == 0) {
+      uint32_t *bits = NULL;
+      size_t count = 0;
+      ok = each_item(c, v, sub, sizeof(uint32_t), (void **)&bits, &count, operation_item);
+      for (size_t j = 0; ok && j < count; j++) r->operations |= bits[j];
+      free(bits);
     } else if (strcmp(k, "tls_versions") == 0) {
       void *unused = NULL;
       size_t count;

@@ -28,7 +28,7 @@ typedef struct kh_yaml_node {
 
 /* kh_yaml_parse parses |len| bytes. An empty document yields an empty map.
  * On failure |err| reads "LINE:COL: reason" (KH_ERR_INVALID_ARGUMENT). */
-kh_yaml_node *kh_yaml_parse(const char *data, size_t len, kh_error *err);
+KH_MUST_USE kh_yaml_node *kh_yaml_parse(const char *data, size_t len, kh_error *err);
 void kh_yaml_free(kh_yaml_node *n);
 
 /* kh_yaml_get returns the value of |key| in map |map|, or NULL. */

@@ -85,8 +85,9 @@ int kh_budget_admit(kh_budget *b, kh_budget_slot *slot, const kh_caller *caller,
     return 0;
   }
   if (u->active >= b->limits.max_handshakes_per_caller) {
-    snprintf(msg, msg_len, "caller uid %u already has %u handshakes in progress (the limit)",
-             (unsigned)caller->uid, u->active);
+    char who[40];
+    snprintf(msg, msg_len, "%s already has %u handshakes in progress (the limit)",
+             kh_caller_name(caller, who, sizeof(who)), u->active);
     return 0;
   }
   u->active++;

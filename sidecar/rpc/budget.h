@@ -12,6 +12,7 @@
 #ifndef KH_BUDGET_H
 #define KH_BUDGET_H
 
+#include "kh_error.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,7 +31,7 @@ typedef struct kh_budget_slot {
 
 typedef struct kh_budget kh_budget;
 
-kh_budget *kh_budget_new(const kh_limits *limits);
+KH_MUST_USE kh_budget *kh_budget_new(const kh_limits *limits);
 void kh_budget_free(kh_budget *b);
 
 /* kh_budget_now_ms: the monotonic clock the deadlines use. */
@@ -38,8 +39,8 @@ int64_t kh_budget_now_ms(void);
 
 /* kh_budget_admit takes a uid slot for |caller| into |slot|. Returns 0 and
  * writes why into |msg| (RESOURCE_EXHAUSTED) when the uid is at its limit. */
-int kh_budget_admit(kh_budget *b, kh_budget_slot *slot, const kh_caller *caller, void *owner,
-                    char *msg, size_t msg_len);
+KH_MUST_USE int kh_budget_admit(kh_budget *b, kh_budget_slot *slot, const kh_caller *caller,
+                                void *owner, char *msg, size_t msg_len);
 
 /* kh_budget_release gives the slot back (no-op if it holds nothing). */
 void kh_budget_release(kh_budget *b, kh_budget_slot *slot);

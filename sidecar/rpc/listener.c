@@ -26,6 +26,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,6 +67,7 @@ typedef struct {
 struct kh_listener {
   char *path;
   int fd;
+  int tcp_fd;     /* kh_listener_add_tcp's socket, or -1 */
   int lock_fd;    /* flock()ed PATH.lock while |path| is ours; -1 after */
   int bound;      /* we created |path| */
   dev_t path_dev; /* the socket file we created: only that is unlinked */
@@ -240,7 +243,7 @@ kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *e
   }
   l->n_slots = n;
   l->lock_fd = lock_fd;
-  l->fd = l->epfd = -1;
+  l->fd = l->epfd = l->tcp_fd = -1;
   l->preface = l->grpc = (slot_list){-1, -1};
   pthread_mutex_init(&l->mu, NULL);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -313,17 +316,17 @@ static void log_limited(kh_listener *l, const char *what, const kh_caller *c, co
 }
 
 /* on_accept: credentials, caps, then wait for the preface. */
-static void on_accept(kh_listener *l, int fd, long long now) {
+static void on_accept(kh_listener *l, int fd, int tcp, long long now) {
   struct ucred uc;
   socklen_t len = sizeof(uc);
   struct stat st;
-  if ((size_t)fd >= l->n_slots || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0 ||
-      fstat(fd, &st) != 0) {
+  if ((size_t)fd >= l->n_slots ||
+      (!tcp && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0) || fstat(fd, &st) != 0) {
     kh_log(KH_LOG_WARN, "refused a connection: no peer credentials");
     close(fd);
     return;
   }
-  kh_caller c = {.uid = uc.uid, .gid = uc.gid, .pid = uc.pid};
+  kh_caller c = tcp ? KH_CALLER_NONE : (kh_caller){.uid = uc.uid, .gid = uc.gid, .pid = uc.pid};
   int admitted = l->cfg.admit ? l->cfg.admit(l->cfg.admit_arg, &c) : 1;
   char why[200];
   pthread_mutex_lock(&l->mu);
@@ -353,7 +356,9 @@ static void on_accept(kh_listener *l, int fd, long long now) {
                              .deadline_ms = now + l->cfg.limits.preface_timeout_ms};
   list_push(l, &l->preface, fd);
   pthread_mutex_unlock(&l->mu);
-  if (!admitted)
+  if (tcp)
+    kh_log(KH_LOG_DEBUG, "connection over TCP (no uid: token grants only)");
+  else if (!admitted)
     kh_log(KH_LOG_WARN, "connection from uid=%u gid=%u pid=%d: no identity is granted to it",
            (unsigned)c.uid, (unsigned)c.gid, (int)c.pid);
   else
@@ -412,12 +417,12 @@ static int expire(kh_listener *l, long long now) {
   return wait > PRUNE_MS ? PRUNE_MS : wait < 1 ? 1 : (int)wait;
 }
 
-static void accept_all(kh_listener *l, long long now, int *warned) {
+static void accept_all(kh_listener *l, int lfd, long long now, int *warned) {
   for (;;) {
-    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd >= 0) {
       *warned = 0;
-      on_accept(l, fd, now);
+      on_accept(l, fd, lfd == l->tcp_fd, now);
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -437,8 +442,8 @@ static void *accept_loop(void *arg) {
     int n = epoll_wait(l->epfd, evs, 64, timeout);
     long long now = now_ms();
     for (int i = 0; i < n; i++) {
-      if (evs[i].data.fd == l->fd)
-        accept_all(l, now, &warned);
+      if (evs[i].data.fd == l->fd || evs[i].data.fd == l->tcp_fd)
+        accept_all(l, evs[i].data.fd, now, &warned);
       else
         on_readable(l, evs[i].data.fd);
     }
@@ -454,12 +459,84 @@ int kh_listener_start(kh_listener *l, grpc_server *server, const kh_listener_con
   l->creds = grpc_insecure_server_credentials_create();
   l->epfd = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = {.events = EPOLLIN, .data.fd = l->fd};
-  if (l->epfd < 0 || epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->fd, &ev) != 0)
+  struct epoll_event tev = {.events = EPOLLIN, .data.fd = l->tcp_fd};
+  if (l->epfd < 0 || epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->fd, &ev) != 0 ||
+      (l->tcp_fd >= 0 && epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->tcp_fd, &tev) != 0))
     return kh_err(err, KH_ERR_INTERNAL, "cannot watch the socket: %s", strerror(errno));
   if (pthread_create(&l->thread, NULL, accept_loop, l) != 0)
     return kh_err(err, KH_ERR_INTERNAL, "cannot start the accept thread");
   pthread_setname_np(l->thread, "kh-accept");
   l->running = 1;
+  return 1;
+}
+
+/* parse_tcp: "tcp://HOST:PORT" into |ss|; is HOST loopback? */
+static int parse_tcp(const char *addr, struct sockaddr_storage *ss, socklen_t *len, int *loopback,
+                     kh_error *err) {
+  if (strncmp(addr, "tcp://", 6) != 0)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "--listen %.100s: expected tcp://HOST:PORT", addr);
+  const char *host = addr + 6, *colon = strrchr(host, ':');
+  char h[64];
+  size_t hl = colon ? (size_t)(colon - host) : 0;
+  if (colon == NULL || hl == 0 || hl >= sizeof(h))
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "--listen %.100s: expected tcp://HOST:PORT", addr);
+  memcpy(h, host, hl);
+  h[hl] = '\0';
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "--listen %.100s: bad port", addr);
+  memset(ss, 0, sizeof(*ss));
+  if (h[0] == '[' && h[hl - 1] == ']') {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    h[hl - 1] = '\0';
+    if (inet_pton(AF_INET6, h + 1, &s6->sin6_addr) != 1)
+      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "--listen %.100s: bad IPv6 address", addr);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    *loopback = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+    *len = sizeof(*s6);
+    return 1;
+  }
+  struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+  if (inet_pton(AF_INET, h, &s4->sin_addr) != 1)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT,
+                  "--listen %.100s: HOST must be an IPv4 or [IPv6] address, not a name", addr);
+  s4->sin_family = AF_INET;
+  s4->sin_port = htons((uint16_t)port);
+  *loopback = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+  *len = sizeof(*s4);
+  return 1;
+}
+
+int kh_listener_add_tcp(kh_listener *l, const char *addr, int allow_remote, unsigned *out_port,
+                        kh_error *err) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int loopback = 0;
+  if (!parse_tcp(addr, &ss, &len, &loopback, err)) return 0;
+  if (!loopback && !allow_remote)
+    return kh_err(err, KH_ERR_PERMISSION_DENIED,
+                  "--listen %.100s: not a loopback address; callers there have no uid and only "
+                  "tokens protect the keys (--listen-allow-remote to insist)",
+                  addr);
+  if (!loopback)
+    kh_log(KH_LOG_WARN,
+           "listening on the non-loopback %s: every caller there is anonymous, "
+           "only token grants protect the keys",
+           addr);
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int one = 1;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 1024) != 0 ||
+      getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    return kh_err(err, KH_ERR_UNAVAILABLE, "cannot listen on %.100s: %s", addr, strerror(e));
+  }
+  *out_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+  l->tcp_fd = fd;
   return 1;
 }
 
@@ -510,6 +587,8 @@ void kh_listener_stop_accepting(kh_listener *l) {
   shutdown(l->fd, SHUT_RDWR); /* wakes epoll_wait; new connections are refused */
   pthread_join(l->thread, NULL);
   l->running = 0;
+  if (l->tcp_fd >= 0) close(l->tcp_fd); /* refused from now on, like the socket */
+  l->tcp_fd = -1;
   /* A successor may start now: it finds no socket file and takes the lock. */
   release_path(l);
   pthread_mutex_lock(&l->mu);
@@ -521,6 +600,7 @@ void kh_listener_close(kh_listener *l) {
   if (l == NULL) return;
   kh_listener_stop_accepting(l);
   if (l->fd >= 0) close(l->fd);
+  if (l->tcp_fd >= 0) close(l->tcp_fd);
   if (l->epfd >= 0) close(l->epfd);
   release_path(l);
   if (l->creds) grpc_server_credentials_release(l->creds);

@@ -18,7 +18,17 @@ typedef struct kh_listener kh_listener;
 
 /* kh_listener_open binds |path| (refusing a live socket, replacing a stale
  * one), sets its mode (|mode| < 0: 0660) and group (|gid| (gid_t)-1: keep). */
-kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *err);
+KH_MUST_USE kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *err);
+
+/* kh_listener_add_tcp also listens on |addr|, "tcp://HOST:PORT" with HOST
+ * an IPv4 literal or a bracketed IPv6 one, for S2A clients that cannot
+ * dial a Unix socket. A TCP peer has no uid: its caller is KH_CALLER_NONE
+ * (uid and gid (uid_t)-1, pid 0), so only token grants apply to it, and
+ * all TCP connections share one per-caller connection cap. HOST must be a
+ * loopback address (127.0.0.0/8, ::1) unless |allow_remote|. PORT 0 picks
+ * one; |*out_port| is the port bound. */
+KH_MUST_USE int kh_listener_add_tcp(kh_listener *l, const char *addr, int allow_remote,
+                                    unsigned *out_port, kh_error *err);
 
 typedef struct {
   kh_limits limits; /* connection caps and the preface timeout */
@@ -31,13 +41,13 @@ typedef struct {
 /* kh_listener_start spawns the accept thread: SO_PEERCRED, the connection
  * caps (per uid, in all, with headroom for new callers), the HTTP/2 preface
  * within limits.preface_timeout_ms, then the fd goes to gRPC. */
-int kh_listener_start(kh_listener *l, grpc_server *server, const kh_listener_config *cfg,
-                      kh_error *err);
+KH_MUST_USE int kh_listener_start(kh_listener *l, grpc_server *server,
+                                  const kh_listener_config *cfg, kh_error *err);
 
 /* kh_listener_caller finds the credentials of the connection behind |peer|
  * (grpc_call_get_peer). Returns 1 and fills |out| / |*admitted|, or 0 if the
  * connection is unknown or its fd now refers to another socket. */
-int kh_listener_caller(kh_listener *l, const char *peer, kh_caller *out, int *admitted);
+KH_MUST_USE int kh_listener_caller(kh_listener *l, const char *peer, kh_caller *out, int *admitted);
 
 /* kh_listener_stats: connections open now, and their peak since the last
  * call with |reset_peak| (the event loop trims memory after a flood). */

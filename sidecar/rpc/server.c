@@ -283,8 +283,9 @@ static int admit_call(call *c) {
   /* A caller the policy grants nothing is refused before any request is
    * read: the answer is the same whatever identity it would have asked for. */
   if (!admitted) {
-    snprintf(msg, sizeof(msg), "caller uid %u is granted no identity by keyholdd's policy",
-             (unsigned)c->caller.uid);
+    char who[40];
+    snprintf(msg, sizeof(msg), "%s is granted no identity by keyholdd's policy",
+             kh_caller_name(&c->caller, who, sizeof(who)));
     refuse_call(c, GRPC_STATUS_PERMISSION_DENIED, "PERMISSION_DENIED", msg);
     return 0;
   }

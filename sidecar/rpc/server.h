@@ -37,6 +37,7 @@ typedef struct {
  * handler), then stops accepting, cancels in-flight calls, drains and
  * returns 1 (the caller closes the listener). Returns 0 with |err| set if
  * it cannot start. */
-int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop, kh_error *err);
+KH_MUST_USE int kh_server_run(const kh_server_config *cfg, volatile sig_atomic_t *stop,
+                              kh_error *err);
 
 #endif /* KH_SERVER_H */

@@ -5,6 +5,8 @@
 #ifndef KH_WORKERS_H
 #define KH_WORKERS_H
 
+#include "kh_error.h"
+
 typedef struct kh_job {
   struct kh_job *next;
 } kh_job;
@@ -17,7 +19,7 @@ typedef struct kh_workers kh_workers;
 
 /* kh_workers_start starts up to |n| threads (fewer if threads cannot be
  * made, with a log line). NULL when |n| is 0 or none started: run inline. */
-kh_workers *kh_workers_start(unsigned n, kh_job_fn run, void *arg);
+KH_MUST_USE kh_workers *kh_workers_start(unsigned n, kh_job_fn run, void *arg);
 
 /* kh_workers_push queues |job| (at most once until it has run). */
 void kh_workers_push(kh_workers *w, kh_job *job);

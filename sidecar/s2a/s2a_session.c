@@ -149,8 +149,9 @@ static int set_alpn(kh_tls_config *cfg, size_t n, char **protos, kh_error *err) 
  * for, whether that identity exists or not (no existence oracle): the name
  * as asked, never the directory it resolved to, nor how many are loaded. */
 static int refuse(const kh_s2a_session *s, kh_error *err) {
-  return kh_err(err, KH_ERR_PERMISSION_DENIED, "caller uid %u may not use identity '%.100s'%s",
-                (unsigned)s->caller.uid, s->asked[0] ? s->asked : "(default)",
+  char who[40];
+  return kh_err(err, KH_ERR_PERMISSION_DENIED, "%s may not use identity '%.100s'%s",
+                kh_caller_name(&s->caller, who, sizeof(who)), s->asked[0] ? s->asked : "(default)",
                 s->n_tokens ? " (the access token presented does not grant it)" : "");
 }
 

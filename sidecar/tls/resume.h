@@ -37,7 +37,7 @@ typedef struct {
 
 typedef struct kh_resume kh_resume;
 
-kh_resume *kh_resume_new(void);
+KH_MUST_USE kh_resume *kh_resume_new(void);
 void kh_resume_free(kh_resume *r);
 
 /* kh_resume_take removes the session stored under |key| from the cache and
@@ -58,8 +58,9 @@ void kh_resume_hold(kh_resume *r, uint64_t conn_id, const kh_resume_key *key, kh
 
 /* kh_resume_tickets processes |n| NewSessionTicket messages for |conn_id|
  * from caller |uid| and stores the last good session under the held key. */
-int kh_resume_tickets(kh_resume *r, uint64_t conn_id, uid_t uid, const uint8_t *const *msgs,
-                      const size_t *lens, size_t n, kh_error *err);
+KH_MUST_USE int kh_resume_tickets(kh_resume *r, uint64_t conn_id, uid_t uid,
+                                  const uint8_t *const *msgs, const size_t *lens, size_t n,
+                                  kh_error *err);
 
 /* kh_resume_sweep frees held engines older than KH_RESUME_PENDING_MS. */
 void kh_resume_sweep(kh_resume *r);

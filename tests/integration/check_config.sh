@@ -35,7 +35,7 @@ identities:
     callers:
       uids: [0, no-such-user-kh]
 YAML
-check_case typo-field "4:5: identities.client.caller: unknown field (expected one of: callers, peers, alpn, tls_versions, ciphersuites)" <<YAML
+check_case typo-field "4:5: identities.client.caller: unknown field (expected one of: callers, peers, alpn, tls_versions, ciphersuites, operations)" <<YAML
 identities_dir: $P/ids
 identities:
   client:

@@ -164,6 +164,46 @@ START_TEST(test_admits) {
 }
 END_TEST
 
+/* operations: a rule may grant only some operations; none listed: all. */
+START_TEST(test_operations) {
+  const char *text =
+      "identities:\n"
+      "  signer:\n"
+      "    callers: {uids: [1000]}\n"
+      "    operations: [sign, validate]\n"
+      "  web:\n"
+      "    callers: {uids: [1000]}\n";
+  kh_config cfg;
+  kh_config_init(&cfg);
+  kh_error err;
+  kh_grants *g = kh_policy_parse("q.yaml", text, strlen(text), &cfg, &err);
+  ck_assert_msg(g != NULL, "%s", err.msg);
+  kh_caller c = {.uid = 1000, .gid = 1};
+  kh_grant out;
+  ck_assert(kh_authz_decide(g, &c, NULL, 0, KH_OP_SIGN, "signer", &out, &err));
+  ck_assert(kh_authz_decide(g, &c, NULL, 0, KH_OP_TLS_CONFIG, "signer", &out, &err));
+  ck_assert(kh_authz_decide(g, &c, NULL, 0, KH_OP_VALIDATE, "signer", &out, &err));
+  ck_assert(!kh_authz_decide(g, &c, NULL, 0, KH_OP_TICKET_KEYS, "signer", &out, &err));
+  ck_assert(!kh_authz_decide(g, &c, NULL, 0, KH_OP_TLS_CLIENT_HANDSHAKE, "signer", &out, &err));
+  ck_assert_str_eq(err.msg, "caller uid 1000 may not use identity 'signer'");
+  for (int op = KH_OP_TLS_CLIENT_HANDSHAKE; op <= KH_OP_TICKET_KEYS; op++)
+    ck_assert(kh_authz_decide(g, &c, NULL, 0, (kh_operation)op, "web", &out, &err));
+  ck_assert_str_eq(kh_grant_name(kh_operation_grant(KH_OP_TLS_SERVER_HANDSHAKE)), "tls-offload");
+  ck_assert_uint_eq(kh_grant_from_name("ticket-keys"), KH_GRANT_TICKET_KEYS);
+  kh_grants_free(g);
+  const char *bad =
+      "identities:\n"
+      "  web:\n"
+      "    callers: {uids: [1000]}\n"
+      "    operations: [sign, decrypt]\n";
+  ck_assert_ptr_null(kh_policy_parse("q.yaml", bad, strlen(bad), &cfg, &err));
+  ck_assert_str_eq(err.msg,
+                   "q.yaml:4:24: identities.web.operations[1]: unknown operation "
+                   "'decrypt' (tls-offload, sign, validate, ticket-keys)");
+  kh_config_cleanup(&cfg);
+}
+END_TEST
+
 START_TEST(test_builtin_is_own_uid_only) {
   kh_grants *g = kh_grants_builtin(1234);
   kh_caller me = {.uid = 1234}, other = {.uid = 99};
@@ -191,6 +231,7 @@ int main(void) {
   tcase_add_test(tc, test_unknown_identity_and_star_rule);
   tcase_add_test(tc, test_grant_narrows_alpn_suites_peers);
   tcase_add_test(tc, test_admits);
+  tcase_add_test(tc, test_operations);
   tcase_add_test(tc, test_builtin_is_own_uid_only);
   suite_add_tcase(s, tc);
   return kh_test_run(s);

@@ -161,7 +161,7 @@ static const struct {
      "p.yaml:4:20: identities.web.callers.uids[1]: unknown user 'nosuchuser_kh'"},
     {"identities:\n  web:\n    callers: {uids: [1]}\n    colour: blue\n",
      "p.yaml:4:5: identities.web.colour: unknown field (expected one of: callers, peers, alpn, "
-     "tls_versions, ciphersuites)"},
+     "tls_versions, ciphersuites, operations)"},
     {"socket:\n  mode: \"0666\"\nidentities:\n  web: {callers: {uids: [1]}}\n",
      "p.yaml:2:9: socket.mode: 0666 lets every local user reach the socket (at most 0770)"},
     {"identities:\n  web:\n    peers: {dns: [x]}\n",
