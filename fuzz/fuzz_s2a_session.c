@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fuzz_pki.h"
 #include "kh_log.h"
 #include "s2a_session.h"
 
@@ -15,27 +16,7 @@ static kh_identity_store *g_store;
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  kh_log_set_level(KH_LOG_OFF);
-  const char *ids = getenv("KH_FUZZ_IDS");
-  char dir[300];
-  if (ids == NULL) {
-    const char *script = getenv("KH_TEST_PKI");
-    char tmpl[] = "/tmp/kh-fuzz-XXXXXX", cmd[700];
-    if (script == NULL || mkdtemp(tmpl) == NULL) {
-      fprintf(stderr, "fuzz_s2a_session: set KH_FUZZ_IDS or KH_TEST_PKI\n");
-      exit(2);
-    }
-    snprintf(cmd, sizeof(cmd), "bash '%s' '%s' >/dev/null", script, tmpl);
-    if (system(cmd) != 0) exit(2);
-    snprintf(dir, sizeof(dir), "%s/ids", tmpl);
-    ids = dir;
-  }
-  kh_error err;
-  g_store = kh_identity_store_load(ids, &err);
-  if (g_store == NULL) {
-    fprintf(stderr, "fuzz_s2a_session: %s\n", err.msg);
-    exit(2);
-  }
+  g_store = kh_fuzz_store("fuzz_s2a_session", "");
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fuzz_pki.h"
 #include "kh_log.h"
 #include "s2a_v2_session.h"
 #include "ticket_keys.h"
@@ -19,29 +20,10 @@ static kh_ticket_keys *g_keys;
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  kh_log_set_level(KH_LOG_OFF);
-  const char *ids = getenv("KH_FUZZ_IDS");
-  char dir[300];
-  if (ids == NULL) {
-    const char *script = getenv("KH_TEST_PKI");
-    char tmpl[] = "/tmp/kh-fuzz-XXXXXX", cmd[700];
-    if (script == NULL || mkdtemp(tmpl) == NULL) {
-      fprintf(stderr, "fuzz_s2a_v2: set KH_FUZZ_IDS or KH_TEST_PKI\n");
-      exit(2);
-    }
-    snprintf(cmd, sizeof(cmd), "KEYTYPES='p384 rsa ed25519' bash '%s' '%s' >/dev/null", script,
-             tmpl);
-    if (system(cmd) != 0) exit(2);
-    snprintf(dir, sizeof(dir), "%s/ids", tmpl);
-    ids = dir;
-  }
+  g_store = kh_fuzz_store("fuzz_s2a_v2", "p384 rsa ed25519");
   kh_error err;
-  g_store = kh_identity_store_load(ids, &err);
   g_keys = kh_ticket_keys_random(&err);
-  if (g_store == NULL || g_keys == NULL) {
-    fprintf(stderr, "fuzz_s2a_v2: %s\n", err.msg);
-    exit(2);
-  }
+  if (g_keys == NULL) exit(2);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fuzz_pki.h"
 #include "kh_log.h"
 #include "tls_engine.h"
 
@@ -14,19 +15,7 @@ static kh_identity_store *g_store;
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  kh_log_set_level(KH_LOG_OFF);
-  const char *script = getenv("KH_TEST_PKI");
-  char tmpl[] = "/tmp/kh-fuzz-XXXXXX", cmd[700], dir[300];
-  if (script == NULL || mkdtemp(tmpl) == NULL) {
-    fprintf(stderr, "fuzz_tls_engine: set KH_TEST_PKI\n");
-    exit(2);
-  }
-  snprintf(cmd, sizeof(cmd), "bash '%s' '%s' >/dev/null", script, tmpl);
-  if (system(cmd) != 0) exit(2);
-  snprintf(dir, sizeof(dir), "%s/ids", tmpl);
-  kh_error err;
-  g_store = kh_identity_store_load(dir, &err);
-  if (g_store == NULL) exit(2);
+  g_store = kh_fuzz_store("fuzz_tls_engine", "");
   return 0;
 }
 

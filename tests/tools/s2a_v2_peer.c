@@ -76,7 +76,16 @@ typedef struct {
   size_t n_fingerprints, n_dns;
 } v2_resp;
 
-typedef enum { REQ_CONFIG, REQ_PRIVATE_KEY, REQ_RESUMPTION_KEY, REQ_VALIDATE, REQ_EMPTY } req_kind;
+/* The request kinds are the SessionReq oneof's field numbers, the same in
+ * both dialects (3..6); the oneof members are a union of pointers, so one
+ * assignment sets whichever is meant. REQ_EMPTY sends no operation. */
+typedef enum {
+  REQ_CONFIG = 3,
+  REQ_PRIVATE_KEY = 4,
+  REQ_RESUMPTION_KEY = 5,
+  REQ_VALIDATE = 6,
+  REQ_EMPTY = 0
+} req_kind;
 
 static void pack_request(req_kind kind, void *inner, kh_buf *out) {
   S2a__Proto__V2__Identity id = S2A__PROTO__V2__IDENTITY__INIT;
@@ -90,79 +99,27 @@ static void pack_request(req_kind kind, void *inner, kh_buf *out) {
       id.hostname = (char *)opt.identity;
   }
   S2a__Proto__V2__Identity *idp = opt.identity ? &id : NULL;
-  size_t n;
-  if (opt.grpc_java) {
-    Grpc__Gcp__S2a__AuthenticationMechanism am = GRPC__GCP__S2A__AUTHENTICATION_MECHANISM__INIT,
-                                            *ams[1] = {&am};
-    Grpc__Gcp__S2a__SessionReq r = GRPC__GCP__S2A__SESSION_REQ__INIT;
-    r.local_identity = idp;
-    if (opt.token) {
-      am.identity = idp;
-      am.mechanism_oneof_case = GRPC__GCP__S2A__AUTHENTICATION_MECHANISM__MECHANISM_ONEOF_TOKEN;
-      am.token = (char *)opt.token;
-      r.n_authentication_mechanisms = 1;
-      r.authentication_mechanisms = ams;
-    }
-    switch (kind) {
-      case REQ_CONFIG:
-        r.req_oneof_case = GRPC__GCP__S2A__SESSION_REQ__REQ_ONEOF_GET_TLS_CONFIGURATION_REQ;
-        r.get_tls_configuration_req = inner;
-        break;
-      case REQ_PRIVATE_KEY:
-        r.req_oneof_case = GRPC__GCP__S2A__SESSION_REQ__REQ_ONEOF_OFFLOAD_PRIVATE_KEY_OPERATION_REQ;
-        r.offload_private_key_operation_req = inner;
-        break;
-      case REQ_RESUMPTION_KEY:
-        r.req_oneof_case =
-            GRPC__GCP__S2A__SESSION_REQ__REQ_ONEOF_OFFLOAD_RESUMPTION_KEY_OPERATION_REQ;
-        r.offload_resumption_key_operation_req = inner;
-        break;
-      case REQ_VALIDATE:
-        r.req_oneof_case =
-            GRPC__GCP__S2A__SESSION_REQ__REQ_ONEOF_VALIDATE_PEER_CERTIFICATE_CHAIN_REQ;
-        r.validate_peer_certificate_chain_req = inner;
-        break;
-      case REQ_EMPTY: break;
-    }
-    n = grpc__gcp__s2a__session_req__get_packed_size(&r);
-    if (!kh_buf_reserve(out, n)) die("out of memory");
-    out->len = grpc__gcp__s2a__session_req__pack(&r, out->data);
-    return;
-  }
-  S2a__Proto__V2__AuthenticationMechanism am = S2A__PROTO__V2__AUTHENTICATION_MECHANISM__INIT,
-                                          *ams[1] = {&am};
-  S2a__Proto__V2__SessionReq r = S2A__PROTO__V2__SESSION_REQ__INIT;
-  r.local_identity = idp;
-  if (opt.token) {
-    am.identity = idp;
-    am.mechanism_oneof_case = S2A__PROTO__V2__AUTHENTICATION_MECHANISM__MECHANISM_ONEOF_TOKEN;
-    am.token = (char *)opt.token;
-    r.n_authentication_mechanisms = 1;
-    r.authentication_mechanisms = ams;
-  }
-  switch (kind) {
-    case REQ_CONFIG:
-      r.req_oneof_case = S2A__PROTO__V2__SESSION_REQ__REQ_ONEOF_GET_TLS_CONFIGURATION_REQ;
-      r.get_tls_configuration_req = inner;
-      break;
-    case REQ_PRIVATE_KEY:
-      r.req_oneof_case = S2A__PROTO__V2__SESSION_REQ__REQ_ONEOF_OFFLOAD_PRIVATE_KEY_OPERATION_REQ;
-      r.offload_private_key_operation_req = inner;
-      break;
-    case REQ_RESUMPTION_KEY:
-      r.req_oneof_case =
-          S2A__PROTO__V2__SESSION_REQ__REQ_ONEOF_OFFLOAD_RESUMPTION_KEY_OPERATION_REQ;
-      r.offload_resumption_key_operation_req = inner;
-      break;
-    case REQ_VALIDATE:
-      r.req_oneof_case = S2A__PROTO__V2__SESSION_REQ__REQ_ONEOF_VALIDATE_PEER_CERTIFICATE_CHAIN_REQ;
-      r.validate_peer_certificate_chain_req = inner;
-      break;
-    case REQ_EMPTY: break;
-  }
-  n = s2a__proto__v2__session_req__get_packed_size(&r);
-  if (!kh_buf_reserve(out, n)) die("out of memory");
-  out->len = s2a__proto__v2__session_req__pack(&r, out->data);
+  /* The dialects differ only in where the identities go. */
+  Grpc__Gcp__S2a__AuthenticationMechanism gam = GRPC__GCP__S2A__AUTHENTICATION_MECHANISM__INIT,
+                                          *gams[1] = {&gam};
+  S2a__Proto__V2__AuthenticationMechanism vam = S2A__PROTO__V2__AUTHENTICATION_MECHANISM__INIT,
+                                          *vams[1] = {&vam};
+  Grpc__Gcp__S2a__SessionReq g = GRPC__GCP__S2A__SESSION_REQ__INIT;
+  S2a__Proto__V2__SessionReq v = S2A__PROTO__V2__SESSION_REQ__INIT;
+  gam.identity = vam.identity = idp;
+  gam.mechanism_oneof_case = GRPC__GCP__S2A__AUTHENTICATION_MECHANISM__MECHANISM_ONEOF_TOKEN;
+  vam.mechanism_oneof_case = S2A__PROTO__V2__AUTHENTICATION_MECHANISM__MECHANISM_ONEOF_TOKEN;
+  gam.token = vam.token = (char *)opt.token;
+  g.local_identity = v.local_identity = idp;
+  g.n_authentication_mechanisms = v.n_authentication_mechanisms = opt.token ? 1 : 0;
+  g.authentication_mechanisms = gams;
+  v.authentication_mechanisms = vams;
+  g.req_oneof_case = (Grpc__Gcp__S2a__SessionReq__ReqOneofCase)kind;
+  v.req_oneof_case = (S2a__Proto__V2__SessionReq__ReqOneofCase)kind;
+  g.get_tls_configuration_req = v.get_tls_configuration_req = inner;
+  const ProtobufCMessage *m = opt.grpc_java ? &g.base : &v.base;
+  if (!kh_buf_reserve(out, protobuf_c_message_get_packed_size(m))) die("out of memory");
+  out->len = protobuf_c_message_pack(m, out->data);
 }
 
 static void identity_name(const S2a__Proto__V2__Identity *id, const char **out) {
@@ -170,6 +127,27 @@ static void identity_name(const S2a__Proto__V2__Identity *id, const char **out) 
   *out = id->identity_oneof_case == S2A__PROTO__V2__IDENTITY__IDENTITY_ONEOF_SPIFFE_ID
              ? id->spiffe_id
              : id->hostname;
+}
+
+/* take: what a response of oneof case |which| (2..5, the same numbers in
+ * both dialects) carries; only the member |which| names is read. */
+static void take(v2_resp *r, int which, const S2a__Proto__V2__GetTlsConfigurationResp *tls,
+                 const S2a__Proto__V2__OffloadPrivateKeyOperationResp *pk,
+                 const S2a__Proto__V2__OffloadResumptionKeyOperationResp *rk) {
+  if (which == 2) r->tls = tls;
+  if (which == 3) r->out_bytes = &pk->out_bytes;
+  if (which == 4) r->out_bytes = &rk->out_bytes;
+}
+
+static void take_validation(v2_resp *r, int result, const char *details, const char *spiffe,
+                            size_t n_fingerprints, size_t n_dns,
+                            const S2a__Proto__V2__Identity *local) {
+  r->validation = result;
+  r->validation_details = details;
+  r->leaf_spiffe = spiffe;
+  r->n_fingerprints = n_fingerprints;
+  r->n_dns = n_dns;
+  identity_name(local, &r->local_identity);
 }
 
 static int unpack_response(const kh_buf *in, v2_resp *r) {
@@ -181,65 +159,32 @@ static int unpack_response(const kh_buf *in, v2_resp *r) {
     if (m == NULL) return 0;
     r->msg = &m->base;
     st = m->status;
-    /* The response kinds are a oneof: one union, read only the case set. */
-    switch (m->resp_oneof_case) {
-      case GRPC__GCP__S2A__SESSION_RESP__RESP_ONEOF_GET_TLS_CONFIGURATION_RESP:
-        r->tls = m->get_tls_configuration_resp;
-        break;
-      case GRPC__GCP__S2A__SESSION_RESP__RESP_ONEOF_OFFLOAD_PRIVATE_KEY_OPERATION_RESP:
-        r->out_bytes = &m->offload_private_key_operation_resp->out_bytes;
-        break;
-      case GRPC__GCP__S2A__SESSION_RESP__RESP_ONEOF_OFFLOAD_RESUMPTION_KEY_OPERATION_RESP:
-        r->out_bytes = &m->offload_resumption_key_operation_resp->out_bytes;
-        break;
-      default: break;
-    }
-    const Grpc__Gcp__S2a__ValidatePeerCertificateChainResp *v =
-        m->resp_oneof_case ==
-                GRPC__GCP__S2A__SESSION_RESP__RESP_ONEOF_VALIDATE_PEER_CERTIFICATE_CHAIN_RESP
-            ? m->validate_peer_certificate_chain_resp
-            : NULL;
-    if (v) {
-      r->validation = v->validation_result;
-      r->validation_details = v->validation_details;
-      if (v->context) {
-        r->leaf_spiffe = v->context->leaf_cert_spiffe_id;
-        r->n_fingerprints = v->context->n_peer_certificate_chain_fingerprints;
-        r->n_dns = v->context->n_leaf_cert_dnsnames;
-        identity_name(v->context->local_identity, &r->local_identity);
-      }
+    take(r, m->resp_oneof_case, m->get_tls_configuration_resp,
+         m->offload_private_key_operation_resp, m->offload_resumption_key_operation_resp);
+    if (m->resp_oneof_case == 5) {
+      const Grpc__Gcp__S2a__ValidatePeerCertificateChainResp *v =
+          m->validate_peer_certificate_chain_resp;
+      const Grpc__Gcp__S2a__S2AContext *c = v->context;
+      take_validation(r, v->validation_result, v->validation_details,
+                      c ? c->leaf_cert_spiffe_id : NULL,
+                      c ? c->n_peer_certificate_chain_fingerprints : 0,
+                      c ? c->n_leaf_cert_dnsnames : 0, c ? c->local_identity : NULL);
     }
   } else {
     S2a__Proto__V2__SessionResp *m = s2a__proto__v2__session_resp__unpack(NULL, in->len, in->data);
     if (m == NULL) return 0;
     r->msg = &m->base;
     st = m->status;
-    switch (m->resp_oneof_case) {
-      case S2A__PROTO__V2__SESSION_RESP__RESP_ONEOF_GET_TLS_CONFIGURATION_RESP:
-        r->tls = m->get_tls_configuration_resp;
-        break;
-      case S2A__PROTO__V2__SESSION_RESP__RESP_ONEOF_OFFLOAD_PRIVATE_KEY_OPERATION_RESP:
-        r->out_bytes = &m->offload_private_key_operation_resp->out_bytes;
-        break;
-      case S2A__PROTO__V2__SESSION_RESP__RESP_ONEOF_OFFLOAD_RESUMPTION_KEY_OPERATION_RESP:
-        r->out_bytes = &m->offload_resumption_key_operation_resp->out_bytes;
-        break;
-      default: break;
-    }
-    const S2a__Proto__V2__ValidatePeerCertificateChainResp *v =
-        m->resp_oneof_case ==
-                S2A__PROTO__V2__SESSION_RESP__RESP_ONEOF_VALIDATE_PEER_CERTIFICATE_CHAIN_RESP
-            ? m->validate_peer_certificate_chain_resp
-            : NULL;
-    if (v) {
-      r->validation = v->validation_result;
-      r->validation_details = v->validation_details;
-      if (v->context) {
-        r->leaf_spiffe = v->context->leaf_cert_spiffe_id;
-        r->n_fingerprints = v->context->n_peer_certificate_chain_fingerprints;
-        r->n_dns = v->context->n_leaf_cert_dnsnames;
-        identity_name(v->context->local_identity, &r->local_identity);
-      }
+    take(r, m->resp_oneof_case, m->get_tls_configuration_resp,
+         m->offload_private_key_operation_resp, m->offload_resumption_key_operation_resp);
+    if (m->resp_oneof_case == 5) {
+      const S2a__Proto__V2__ValidatePeerCertificateChainResp *v =
+          m->validate_peer_certificate_chain_resp;
+      const S2a__Proto__V2__S2AContext *c = v->context;
+      take_validation(r, v->validation_result, v->validation_details,
+                      c ? c->leaf_cert_spiffe_id : NULL,
+                      c ? c->n_peer_certificate_chain_fingerprints : 0,
+                      c ? c->n_leaf_cert_dnsnames : 0, c ? c->local_identity : NULL);
     }
   }
   r->code = st ? st->code : 2;
