@@ -404,6 +404,16 @@ kh_identity *kh_identity_store_find_ref(const kh_identity_store *store, const ch
   return id;
 }
 
+kh_identity *kh_identity_store_find_dir_ref(const kh_identity_store *store, const char *dir_name) {
+  pthread_mutex_t *mu = (pthread_mutex_t *)&store->mu;
+  kh_identity *id = NULL;
+  pthread_mutex_lock(mu);
+  for (size_t i = 0; i < store->count && id == NULL; i++)
+    if (strcmp(store->ids[i]->dir_name, dir_name) == 0) id = kh_identity_ref(store->ids[i]);
+  pthread_mutex_unlock(mu);
+  return id;
+}
+
 const char *kh_identity_store_dir(const kh_identity_store *store) {
   return store->dir;
 }

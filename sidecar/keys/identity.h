@@ -127,6 +127,11 @@ KH_MUST_USE kh_identity *kh_identity_store_find(const kh_identity_store *store, 
 KH_MUST_USE kh_identity *kh_identity_store_find_ref(const kh_identity_store *store,
                                                     const char *name, kh_error *err);
 
+/* kh_identity_store_find_dir_ref: a new reference to the identity in
+ * sub-directory |dir_name| (the policy's name for it), or NULL. */
+KH_MUST_USE kh_identity *kh_identity_store_find_dir_ref(const kh_identity_store *store,
+                                                        const char *dir_name);
+
 /* kh_identity_store_reload (re)loads sub-directory |name| of the store's
  * directory and swaps it in atomically: handshakes already running keep the
  * identity they started with, new ones get the new one. If the new files do

@@ -91,6 +91,21 @@ int kh_authz_decide(const kh_grants *g, const kh_caller *caller, const char *con
   return 1;
 }
 
+const char *kh_authz_default_identity(const kh_grants *g, const kh_caller *caller,
+                                      const char *const *tokens, size_t n_tokens, kh_operation op) {
+  const char *found = NULL;
+  for (size_t i = 0; i < g->n_rules; i++) {
+    const kh_grant_rule *r = &g->rules[i];
+    kh_grant unused;
+    if (strcmp(r->name, "*") == 0 ||
+        !kh_authz_decide(g, caller, tokens, n_tokens, op, r->name, &unused, NULL))
+      continue;
+    if (found != NULL) return NULL; /* several: the request must name one */
+    found = r->name;
+  }
+  return found;
+}
+
 uint32_t kh_operation_grant(kh_operation op) {
   switch (op) {
     case KH_OP_TLS_CLIENT_HANDSHAKE:

@@ -101,6 +101,13 @@ KH_MUST_USE int kh_authz_decide(const kh_grants *g, const kh_caller *caller,
                                 const char *const *tokens, size_t n_tokens, kh_operation op,
                                 const char *identity, kh_grant *out, kh_error *err);
 
+/* kh_authz_default_identity: the caller's default identity for |op|: the
+ * directory name of the one rule (other than "*") that grants |caller| (by
+ * uid, gid or one of |tokens|) |op|, or NULL if none or several do. For
+ * requests that name no identity. */
+const char *kh_authz_default_identity(const kh_grants *g, const kh_caller *caller,
+                                      const char *const *tokens, size_t n_tokens, kh_operation op);
+
 /* kh_authz_admits: could |caller| be granted anything at all (by its uid or
  * gid, or, since tokens come per call, by any rule that takes tokens)?
  * Decided at accept time; a caller it does not admit is refused unread. */

@@ -153,6 +153,18 @@ static int choose_identity(kh_s2a_v2_session *s, const kh_v2_req *r, kh_error *e
     }
   }
   if (name[0] == '\0' && s->identity != NULL) return 1;
+  /* No name: the one identity the policy grants this caller for this. */
+  const char *def = name[0] == '\0' && s->env->grants != NULL
+                        ? kh_authz_default_identity(s->env->grants, &s->caller, r->tokens,
+                                                    r->n_tokens, operation(r->kind))
+                        : NULL;
+  kh_identity *by_policy = def ? kh_identity_store_find_dir_ref(s->env->store, def) : NULL;
+  if (by_policy != NULL) {
+    kh_identity_unref(s->identity);
+    s->identity = by_policy;
+    s->asked[0] = '\0';
+    return 1;
+  }
   snprintf(s->asked, sizeof(s->asked), "%s", name);
   kh_identity *id = kh_identity_store_find_ref(s->env->store, name, err);
   if (id == NULL) {

@@ -11,7 +11,8 @@
  *
  * The local identity is the request's local_identity, else (server side)
  * the identity whose certificate names the SNI, else the one the stream
- * used before, else the only one keyholdd holds. Each operation is
+ * used before, else the one identity the policy grants the caller for the
+ * operation, else the only one keyholdd holds. Each operation is
  * authorised for the caller and that identity as v1 handshakes are. */
 #ifndef KH_S2A_V2_SESSION_H
 #define KH_S2A_V2_SESSION_H

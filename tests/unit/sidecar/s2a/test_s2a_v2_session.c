@@ -511,6 +511,18 @@ START_TEST(test_policy_refuses_by_operation_name) {
       S2A__PROTO__V2__VALIDATE_PEER_CERTIFICATE_CHAIN_RESP__VALIDATION_RESULT__FAILURE);
   ck_assert_ptr_nonnull(strstr(st.m->validate_peer_certificate_chain_resp->validation_details,
                                "not allowed by the policy"));
+  /* No identity named: the one the policy grants this caller for the
+   * operation (sign: only server), or none if several do (validate). */
+  close_stream(&st);
+  open_stream(&st, p, &g_keys);
+  ck_assert_uint_eq(sign(&st, NULL, 4, msg, 1, 32), 0);
+  ck_assert(verified(&st, "server", SSL_SIGN_ECDSA_SECP256R1_SHA256, msg, 1));
+  close_stream(&st);
+  open_stream(&st, p, &g_keys);
+  ck_assert_uint_eq(validate(&st, NULL, 1, "peer/client.crt", NULL, 1), 7);
+  ck_assert_str_eq(details(&st),
+                   "caller uid 4242 may not use identity '(default)' for "
+                   "ValidatePeerCertificateChain (needs the 'validate' grant)");
   /* Grants per operation: validate, but not sign nor its configuration. */
   ck_assert_uint_eq(sign(&st, "spiffe://example.org/rsa", 7, msg, 1, 32), 7);
   ck_assert_str_eq(details(&st),
