@@ -11,8 +11,8 @@
 #include "kh_buf.h"
 #include "kh_error.h"
 
-/* kh_sidecar: the gRPC channel to keyholdd's Unix socket (not a secure
- * channel: the name kh_channel is kept for those). Shared by threads. */
+/* kh_sidecar: the gRPC channel to keyholdd (its Unix socket, or tcp://HOST:PORT for its --listen
+ * address; not a secure channel: the name kh_channel is kept for that). Shared by threads. */
 typedef struct kh_sidecar kh_sidecar;
 typedef struct kh_stream kh_stream;
 
