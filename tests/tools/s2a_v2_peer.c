@@ -57,7 +57,7 @@ static uint16_t g_sigalg_used;
 static S2a__Proto__V2__GetTlsConfigurationResp *g_config; /* owned by g_config_msg */
 static ProtobufCMessage *g_config_msg;
 
-static void die(const char *what) {
+__attribute__((noreturn)) static void die(const char *what) {
   fprintf(stderr, "s2a_v2_peer: %s\n", what);
   ERR_print_errors_fp(stderr);
   exit(1);
@@ -638,7 +638,7 @@ static int run_op(void) {
   static uint8_t in[1 << 20];
   size_t in_len = opt.in_hex ? unhex(opt.in_hex, in, sizeof(in)) : 0;
   v2_resp resp;
-  int ok;
+  int ok = 0;
   if (strncmp(opt.op, "config-", 7) == 0) {
     S2a__Proto__V2__GetTlsConfigurationReq r = S2A__PROTO__V2__GET_TLS_CONFIGURATION_REQ__INIT;
     r.connection_side = strcmp(opt.op, "config-server") == 0
