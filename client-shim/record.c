@@ -114,12 +114,9 @@ static int seal_one(kh_record *r, uint8_t type, const uint8_t *data, size_t len,
     return kh_err(err, KH_ERR_SEQ_OVERFLOW, "write sequence number exhausted: rekey or reconnect");
   size_t inner = len + 1;
   size_t clen = inner + KH_AEAD_TAG_LEN; /* in the header, hence in the AAD: known up front */
-  /* Room is made once, then the record is written in place by a builder
-   * over exactly that room (no growth checks per field on this hot path). */
-  size_t total = KH_TLS_RECORD_HEADER + clen;
-  if (!kh_buf_reserve(out, total)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
   kh_builder b;
-  kh_builder_init_fixed(&b, out->data + out->len, total);
+  kh_builder_init(&b, out, KH_TLS_RECORD_HEADER + KH_TLS_MAX_CIPHERTEXT);
+  kh_builder_reserve(&b, KH_TLS_RECORD_HEADER + clen); /* one allocation, then inline writes */
   kh_builder_u8(&b, KH_CT_APPLICATION_DATA);
   kh_builder_u16(&b, KH_TLS_LEGACY_VERSION);
   kh_builder_u16(&b, (uint32_t)clen);
@@ -133,7 +130,6 @@ static int seal_one(kh_record *r, uint8_t type, const uint8_t *data, size_t len,
     kh_builder_abort(&b);
     return kh_err(err, KH_ERR_INTERNAL, "record encryption failed");
   }
-  out->len += total;
   r->wr.seq++;
   return 1;
 }

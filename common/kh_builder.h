@@ -65,13 +65,22 @@ KH_MUST_USE uint8_t *kh_builder_space_slow(kh_builder *b, size_t len);
 void kh_builder_fail(kh_builder *b, const char *why);
 
 /* The writers are inline: the record layer builds a header per record, and
- * the fixed-size path must cost no more than the stores themselves. The
- * growing mode, the cap and failures take kh_builder_space_slow. */
+ * writing into room already there (a fixed array, or what kh_builder_reserve
+ * made) must cost no more than the stores themselves. Growing, the cap and
+ * failures take kh_builder_space_slow. */
 KH_MUST_USE static inline uint8_t *kh_builder_space(kh_builder *b, size_t len) {
-  if (b->buf == NULL && b->failure == NULL && len <= b->cap - b->len) {
-    uint8_t *p = b->mem + b->len;
-    b->len += len;
-    return p;
+  if (b->failure == NULL && len <= b->cap - b->len) {
+    uint8_t *p = NULL;
+    if (b->buf == NULL) {
+      p = b->mem + b->len;
+    } else if (b->buf->cap - b->buf->len >= len) { /* room kh_builder_reserve made */
+      p = b->buf->data + b->buf->len;
+      b->buf->len += len;
+    }
+    if (p != NULL) {
+      b->len += len;
+      return p;
+    }
   }
   return kh_builder_space_slow(b, len);
 }
