@@ -22,36 +22,9 @@
 
 #define KH_MAX_KEY_FILE (1u << 20) /* 1 MiB, as for the certificate files */
 
-static int file_sign(void *impl, uint16_t sigalg, const uint8_t *in, size_t in_len, uint8_t *out,
-                     size_t *out_len, size_t max_out, kh_error *err) {
-  EVP_PKEY *key = impl;
-  const EVP_MD *md = SSL_get_signature_algorithm_digest(sigalg); /* NULL for Ed25519 */
-  EVP_MD_CTX ctx;
-  EVP_MD_CTX_init(&ctx);
-  EVP_PKEY_CTX *pctx = NULL;
-  size_t len = 0;
-  int ok = EVP_DigestSignInit(&ctx, &pctx, md, NULL, key);
-  if (ok && SSL_is_signature_algorithm_rsa_pss(sigalg))
-    ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) &&
-         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, -1 /* salt as long as the hash */);
-  ok = ok && EVP_DigestSign(&ctx, NULL, &len, in, in_len); /* the largest size */
-  if (ok && len > max_out) {
-    EVP_MD_CTX_cleanup(&ctx);
-    ERR_clear_error();
-    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "signature needs up to %zu bytes, room for %zu",
-                  len, max_out);
-  }
-  len = max_out;
-  ok = ok && EVP_DigestSign(&ctx, out, &len, in, in_len);
-  EVP_MD_CTX_cleanup(&ctx);
-  ERR_clear_error();
-  if (!ok) return kh_err(err, KH_ERR_INTERNAL, "signing with scheme 0x%04x failed", sigalg);
-  *out_len = len;
-  return 1;
-}
-
-/* file_sign_digest: the same schemes over a digest the caller computed
- * (S2A v2 clients hash the handshake transcript themselves). */
+/* file_sign_digest: a scheme with a hash, over the digest of the message
+ * (S2A v2 clients hash the handshake transcript themselves; file_sign
+ * hashes first and comes here too). */
 static int file_sign_digest(void *impl, uint16_t sigalg, const uint8_t *digest, size_t digest_len,
                             uint8_t *out, size_t *out_len, size_t max_out, kh_error *err) {
   EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new(impl, NULL);
@@ -60,10 +33,10 @@ static int file_sign_digest(void *impl, uint16_t sigalg, const uint8_t *digest, 
            EVP_PKEY_CTX_set_signature_md(pctx, SSL_get_signature_algorithm_digest(sigalg));
   if (ok && SSL_is_signature_algorithm_rsa_pss(sigalg))
     ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) &&
-         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, -1);
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, -1 /* salt as long as the hash */);
   else if (ok && EVP_PKEY_id(impl) == EVP_PKEY_RSA)
     ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING);
-  ok = ok && EVP_PKEY_sign(pctx, NULL, &len, digest, digest_len);
+  ok = ok && EVP_PKEY_sign(pctx, NULL, &len, digest, digest_len); /* the largest size */
   if (ok && len > max_out) {
     EVP_PKEY_CTX_free(pctx);
     ERR_clear_error();
@@ -74,8 +47,38 @@ static int file_sign_digest(void *impl, uint16_t sigalg, const uint8_t *digest, 
   ok = ok && EVP_PKEY_sign(pctx, out, &len, digest, digest_len);
   EVP_PKEY_CTX_free(pctx);
   ERR_clear_error();
-  if (!ok)
-    return kh_err(err, KH_ERR_INTERNAL, "signing a digest with scheme 0x%04x failed", sigalg);
+  if (!ok) return kh_err(err, KH_ERR_INTERNAL, "signing with scheme 0x%04x failed", sigalg);
+  *out_len = len;
+  return 1;
+}
+
+/* file_sign: the whole message. Schemes with a hash sign its digest;
+ * Ed25519 has no pre-hash form and signs the message itself. */
+static int file_sign(void *impl, uint16_t sigalg, const uint8_t *in, size_t in_len, uint8_t *out,
+                     size_t *out_len, size_t max_out, kh_error *err) {
+  const EVP_MD *md = SSL_get_signature_algorithm_digest(sigalg);
+  if (md != NULL) {
+    uint8_t digest[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    if (!EVP_Digest(in, in_len, digest, &n, md, NULL))
+      return kh_err(err, KH_ERR_INTERNAL, "hashing for scheme 0x%04x failed", sigalg);
+    return file_sign_digest(impl, sigalg, digest, n, out, out_len, max_out, err);
+  }
+  EVP_MD_CTX ctx;
+  EVP_MD_CTX_init(&ctx);
+  size_t len = 0;
+  int ok = EVP_DigestSignInit(&ctx, NULL, NULL, NULL, impl) &&
+           EVP_DigestSign(&ctx, NULL, &len, in, in_len); /* the size */
+  if (ok && len > max_out) {
+    EVP_MD_CTX_cleanup(&ctx);
+    ERR_clear_error();
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "signature needs up to %zu bytes, room for %zu",
+                  len, max_out);
+  }
+  ok = ok && EVP_DigestSign(&ctx, out, &len, in, in_len);
+  EVP_MD_CTX_cleanup(&ctx);
+  ERR_clear_error();
+  if (!ok) return kh_err(err, KH_ERR_INTERNAL, "signing with scheme 0x%04x failed", sigalg);
   *out_len = len;
   return 1;
 }
