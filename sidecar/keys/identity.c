@@ -404,12 +404,18 @@ kh_identity *kh_identity_store_find_ref(const kh_identity_store *store, const ch
   return id;
 }
 
+/* dir_index: where sub-directory |name| is in the store, or store->count. */
+static size_t dir_index(const kh_identity_store *store, const char *name) {
+  size_t i = 0;
+  while (i < store->count && strcmp(store->ids[i]->dir_name, name) != 0) i++;
+  return i;
+}
+
 kh_identity *kh_identity_store_find_dir_ref(const kh_identity_store *store, const char *dir_name) {
   pthread_mutex_t *mu = (pthread_mutex_t *)&store->mu;
-  kh_identity *id = NULL;
   pthread_mutex_lock(mu);
-  for (size_t i = 0; i < store->count && id == NULL; i++)
-    if (strcmp(store->ids[i]->dir_name, dir_name) == 0) id = kh_identity_ref(store->ids[i]);
+  size_t i = dir_index(store, dir_name);
+  kh_identity *id = i < store->count ? kh_identity_ref(store->ids[i]) : NULL;
   pthread_mutex_unlock(mu);
   return id;
 }
@@ -421,8 +427,7 @@ const char *kh_identity_store_dir(const kh_identity_store *store) {
 int kh_identity_store_reload(kh_identity_store *store, const char *name, kh_error *err) {
   if (name[0] == '.' || strchr(name, '/') != NULL)
     return kh_err(err, KH_ERR_INVALID_ARGUMENT, "invalid identity name '%.100s'", name);
-  size_t i = 0;
-  while (i < store->count && strcmp(store->ids[i]->dir_name, name) != 0) i++;
+  size_t i = dir_index(store, name);
   if (i == store->count && i == KH_MAX_IDENTITIES)
     return kh_err(err, KH_ERR_RESOURCE_EXHAUSTED, "more than %d identities", KH_MAX_IDENTITIES);
   char path[4096];

@@ -66,17 +66,21 @@ static int token_granted(const kh_grant_rule *r, const char *const *tokens, size
   return granted;
 }
 
+/* rule_grants: does |r| grant |caller| (by uid, gid or a token) |op|? */
+static int rule_grants(const kh_grant_rule *r, const kh_caller *caller, const char *const *tokens,
+                       size_t n_tokens, kh_operation op) {
+  int ok = 0;
+  for (size_t i = 0; i < r->n_uids; i++) ok |= r->uids[i] == caller->uid;
+  for (size_t i = 0; i < r->n_gids; i++) ok |= r->gids[i] == caller->gid;
+  ok |= token_granted(r, tokens, n_tokens);
+  return ok && (r->operations == 0 || (r->operations & kh_operation_grant(op)) != 0);
+}
+
 int kh_authz_decide(const kh_grants *g, const kh_caller *caller, const char *const *tokens,
                     size_t n_tokens, kh_operation op, const char *identity, kh_grant *out,
                     kh_error *err) {
   const kh_grant_rule *r = kh_grants_rule_for(g, identity);
-  int ok = 0;
-  if (r != NULL) {
-    for (size_t i = 0; i < r->n_uids; i++) ok |= r->uids[i] == caller->uid;
-    for (size_t i = 0; i < r->n_gids; i++) ok |= r->gids[i] == caller->gid;
-    ok |= token_granted(r, tokens, n_tokens);
-    if (r->operations != 0 && (r->operations & kh_operation_grant(op)) == 0) ok = 0;
-  }
+  int ok = r != NULL && rule_grants(r, caller, tokens, n_tokens, op);
   char who[40];
   if (!ok)
     return kh_err(err, KH_ERR_PERMISSION_DENIED, "%s may not use identity '%.100s'%s",
@@ -96,10 +100,7 @@ const char *kh_authz_default_identity(const kh_grants *g, const kh_caller *calle
   const char *found = NULL;
   for (size_t i = 0; i < g->n_rules; i++) {
     const kh_grant_rule *r = &g->rules[i];
-    kh_grant unused;
-    if (strcmp(r->name, "*") == 0 ||
-        !kh_authz_decide(g, caller, tokens, n_tokens, op, r->name, &unused, NULL))
-      continue;
+    if (strcmp(r->name, "*") == 0 || !rule_grants(r, caller, tokens, n_tokens, op)) continue;
     if (found != NULL) return NULL; /* several: the request must name one */
     found = r->name;
   }

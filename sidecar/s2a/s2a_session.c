@@ -14,6 +14,7 @@
 
 #include "kh_log.h"
 #include "kh_secret.h"
+#include "s2a_identity.h"
 #include "s2a/s2a.pb-c.h"
 #include "tls_engine.h"
 
@@ -89,30 +90,14 @@ int kh_s2a_session_is_server(const kh_s2a_session *s) {
 
 /* --- requests ------------------------------------------------------------ */
 
-/* identity_name: the name an Identity message carries, for selection and
- * peer matching. Only SPIFFE IDs and hostnames name a certificate. */
+_Static_assert((int)S2A__PROTO__IDENTITY__IDENTITY_ONEOF_SPIFFE_ID == KH_S2A_ID_SPIFFE &&
+                   (int)S2A__PROTO__IDENTITY__IDENTITY_ONEOF_HOSTNAME == KH_S2A_ID_HOSTNAME &&
+                   (int)S2A__PROTO__IDENTITY__IDENTITY_ONEOF__NOT_SET == KH_S2A_ID_UNSET,
+               "Identity's oneof numbers are s2a_identity.h's");
+
+/* identity_name: the name an Identity message carries (s2a_identity.h). */
 static const char *identity_name(const S2a__Proto__Identity *id, kh_error *err) {
-  switch (id->identity_oneof_case) {
-    case S2A__PROTO__IDENTITY__IDENTITY_ONEOF_SPIFFE_ID:
-      if (strncmp(id->spiffe_id, "spiffe://", 9) != 0) {
-        kh_err(err, KH_ERR_INVALID_ARGUMENT, "spiffe_id '%.200s' does not start with spiffe://",
-               id->spiffe_id);
-        return NULL;
-      }
-      return id->spiffe_id;
-    case S2A__PROTO__IDENTITY__IDENTITY_ONEOF_HOSTNAME:
-      if (id->hostname[0] == '\0' || strncmp(id->hostname, "spiffe://", 9) == 0) {
-        kh_err(err, KH_ERR_INVALID_ARGUMENT, "invalid hostname identity");
-        return NULL;
-      }
-      return id->hostname;
-    case S2A__PROTO__IDENTITY__IDENTITY_ONEOF__NOT_SET: return "";
-    default:
-      kh_err(err, KH_ERR_INVALID_ARGUMENT,
-             "identity kind %d is not supported (use spiffe_id or hostname)",
-             (int)id->identity_oneof_case);
-      return NULL;
-  }
+  return kh_s2a_identity_name((int)id->identity_oneof_case, id->spiffe_id, id->hostname, err);
 }
 
 static int suites_mask(size_t n, const S2a__Proto__Ciphersuite *suites, uint32_t *out,

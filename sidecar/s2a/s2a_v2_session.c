@@ -19,6 +19,7 @@
 #include "identity.h"
 #include "kh_log.h"
 #include "kh_secret.h"
+#include "s2a_identity.h"
 #include "ticket_keys.h"
 #include "verify.h"
 
@@ -60,8 +61,10 @@ const char *kh_s2a_v2_session_peer_name(const kh_s2a_v2_session *s) {
 
 /* --- what a response owns -------------------------------------------------- */
 
-/* A response's strings and bytes live here until it is packed. */
-#define MAX_OWNED 48
+/* A response's strings and bytes live here until it is packed. The bound
+ * covers the largest response, a validation context: its URI and DNS SANs
+ * (KH_MAX_DNS_NAMES each) and a fingerprint per certificate. */
+#define MAX_OWNED (8 + 2 * KH_MAX_DNS_NAMES + KH_MAX_PEER_CHAIN)
 typedef struct {
   void *p[MAX_OWNED];
   size_t n;
@@ -113,27 +116,20 @@ static int refuse(const kh_s2a_v2_session *s, const kh_v2_req *r, kh_error *err)
                 r->n_tokens ? "; the access token presented does not grant it" : "");
 }
 
+_Static_assert((int)S2A__PROTO__V2__IDENTITY__IDENTITY_ONEOF_SPIFFE_ID == KH_S2A_ID_SPIFFE &&
+                   (int)S2A__PROTO__V2__IDENTITY__IDENTITY_ONEOF_HOSTNAME == KH_S2A_ID_HOSTNAME &&
+                   (int)S2A__PROTO__V2__IDENTITY__IDENTITY_ONEOF__NOT_SET == KH_S2A_ID_UNSET,
+               "Identity's oneof numbers are s2a_identity.h's");
+
+/* request_name: the request's local_identity (s2a_identity.h); "" when
+ * absent. An empty hostname counts as absent here, as v2 clients may send
+ * one for "no identity". */
 static int request_name(const S2a__Proto__V2__Identity *id, const char **out, kh_error *err) {
   *out = "";
   if (id == NULL) return 1;
-  switch (id->identity_oneof_case) {
-    case S2A__PROTO__V2__IDENTITY__IDENTITY_ONEOF_SPIFFE_ID:
-      if (strncmp(id->spiffe_id, "spiffe://", 9) != 0)
-        return kh_err(err, KH_ERR_INVALID_ARGUMENT,
-                      "spiffe_id '%.200s' does not start with spiffe://", id->spiffe_id);
-      *out = id->spiffe_id;
-      return 1;
-    case S2A__PROTO__V2__IDENTITY__IDENTITY_ONEOF_HOSTNAME:
-      if (strncmp(id->hostname, "spiffe://", 9) == 0)
-        return kh_err(err, KH_ERR_INVALID_ARGUMENT, "invalid hostname identity");
-      *out = id->hostname;
-      return 1;
-    case S2A__PROTO__V2__IDENTITY__IDENTITY_ONEOF__NOT_SET: return 1;
-    default:
-      return kh_err(err, KH_ERR_INVALID_ARGUMENT,
-                    "identity kind %d is not supported (use spiffe_id or hostname)",
-                    (int)id->identity_oneof_case);
-  }
+  int kind = (int)id->identity_oneof_case;
+  if (kind == KH_S2A_ID_HOSTNAME && id->hostname[0] == '\0') return 1;
+  return (*out = kh_s2a_identity_name(kind, id->spiffe_id, id->hostname, err)) != NULL;
 }
 
 /* choose_identity: the request's local_identity, else the SNI of a server's

@@ -27,6 +27,29 @@ static S2a__Proto__V2__Identity *legacy_identity(const ProtobufCMessage *m) {
   return NULL;
 }
 
+/* take: the operation of a SessionReq whose oneof case is |which|. The
+ * dialects number the oneof alike (3..6), and only the member |which| names
+ * is read. */
+_Static_assert(
+    (int)S2A__PROTO__V2__SESSION_REQ__REQ_ONEOF_GET_TLS_CONFIGURATION_REQ == 3 &&
+        (int)GRPC__GCP__S2A__SESSION_REQ__REQ_ONEOF_GET_TLS_CONFIGURATION_REQ == 3 &&
+        (int)S2A__PROTO__V2__SESSION_REQ__REQ_ONEOF_VALIDATE_PEER_CERTIFICATE_CHAIN_REQ == 6 &&
+        (int)GRPC__GCP__S2A__SESSION_REQ__REQ_ONEOF_VALIDATE_PEER_CERTIFICATE_CHAIN_REQ == 6,
+    "both dialects number the SessionReq oneof 3..6");
+static void take(kh_v2_req *r, int which, const S2a__Proto__V2__GetTlsConfigurationReq *tls,
+                 const S2a__Proto__V2__OffloadPrivateKeyOperationReq *pk,
+                 const S2a__Proto__V2__OffloadResumptionKeyOperationReq *rk,
+                 const S2a__Proto__V2__ValidatePeerCertificateChainReq *val) {
+  r->kind = KH_V2_REQ_NONE;
+  switch (which) {
+    case 3: r->kind = KH_V2_REQ_TLS_CONFIG, r->u.tls_config = tls; break;
+    case 4: r->kind = KH_V2_REQ_PRIVATE_KEY, r->u.private_key = pk; break;
+    case 5: r->kind = KH_V2_REQ_RESUMPTION_KEY, r->u.resumption_key = rk; break;
+    case 6: r->kind = KH_V2_REQ_VALIDATE, r->u.validate = val; break;
+    default: break;
+  }
+}
+
 static int add_token(kh_v2_req *r, const char *token, kh_error *err) {
   if (r->n_tokens == KH_V2_MAX_TOKENS)
     return kh_err(err, KH_ERR_INVALID_ARGUMENT, "more than %d authentication mechanisms",
@@ -49,25 +72,9 @@ static int unpack_s2a(const uint8_t *data, size_t len, kh_v2_req *r, kh_error *e
         !add_token(r, a->token, err))
       return 0;
   }
-  switch (m->req_oneof_case) {
-    case S2A__PROTO__V2__SESSION_REQ__REQ_ONEOF_GET_TLS_CONFIGURATION_REQ:
-      r->kind = KH_V2_REQ_TLS_CONFIG;
-      r->u.tls_config = m->get_tls_configuration_req;
-      break;
-    case S2A__PROTO__V2__SESSION_REQ__REQ_ONEOF_OFFLOAD_PRIVATE_KEY_OPERATION_REQ:
-      r->kind = KH_V2_REQ_PRIVATE_KEY;
-      r->u.private_key = m->offload_private_key_operation_req;
-      break;
-    case S2A__PROTO__V2__SESSION_REQ__REQ_ONEOF_OFFLOAD_RESUMPTION_KEY_OPERATION_REQ:
-      r->kind = KH_V2_REQ_RESUMPTION_KEY;
-      r->u.resumption_key = m->offload_resumption_key_operation_req;
-      break;
-    case S2A__PROTO__V2__SESSION_REQ__REQ_ONEOF_VALIDATE_PEER_CERTIFICATE_CHAIN_REQ:
-      r->kind = KH_V2_REQ_VALIDATE;
-      r->u.validate = m->validate_peer_certificate_chain_req;
-      break;
-    default: r->kind = KH_V2_REQ_NONE; break;
-  }
+  take(r, (int)m->req_oneof_case, m->get_tls_configuration_req,
+       m->offload_private_key_operation_req, m->offload_resumption_key_operation_req,
+       m->validate_peer_certificate_chain_req);
   return 1;
 }
 
@@ -84,25 +91,9 @@ static int unpack_grpc_java(const uint8_t *data, size_t len, kh_v2_req *r, kh_er
         !add_token(r, a->token, err))
       return 0;
   }
-  switch (m->req_oneof_case) {
-    case GRPC__GCP__S2A__SESSION_REQ__REQ_ONEOF_GET_TLS_CONFIGURATION_REQ:
-      r->kind = KH_V2_REQ_TLS_CONFIG;
-      r->u.tls_config = m->get_tls_configuration_req;
-      break;
-    case GRPC__GCP__S2A__SESSION_REQ__REQ_ONEOF_OFFLOAD_PRIVATE_KEY_OPERATION_REQ:
-      r->kind = KH_V2_REQ_PRIVATE_KEY;
-      r->u.private_key = m->offload_private_key_operation_req;
-      break;
-    case GRPC__GCP__S2A__SESSION_REQ__REQ_ONEOF_OFFLOAD_RESUMPTION_KEY_OPERATION_REQ:
-      r->kind = KH_V2_REQ_RESUMPTION_KEY;
-      r->u.resumption_key = m->offload_resumption_key_operation_req;
-      break;
-    case GRPC__GCP__S2A__SESSION_REQ__REQ_ONEOF_VALIDATE_PEER_CERTIFICATE_CHAIN_REQ:
-      r->kind = KH_V2_REQ_VALIDATE;
-      r->u.validate = m->validate_peer_certificate_chain_req;
-      break;
-    default: r->kind = KH_V2_REQ_NONE; break;
-  }
+  take(r, (int)m->req_oneof_case, m->get_tls_configuration_req,
+       m->offload_private_key_operation_req, m->offload_resumption_key_operation_req,
+       m->validate_peer_certificate_chain_req);
   return 1;
 }
 
