@@ -30,6 +30,10 @@ const char *kh_code_name(kh_code code) {
     case KH_ERR_SEQ_OVERFLOW: return "SEQ_OVERFLOW";
     case KH_ERR_NOMEM: return "NOMEM";
     case KH_ERR_WANT_READ: return "WANT_READ";
+    case KH_ERR_CHANNEL_TAMPERED: return "CHANNEL_TAMPERED";
+    case KH_ERR_CHANNEL_REPLAY: return "CHANNEL_REPLAY";
+    case KH_ERR_CHANNEL_TOO_OLD: return "CHANNEL_TOO_OLD";
+    case KH_ERR_CHANNEL_WRONG: return "CHANNEL_WRONG";
   }
   return "UNKNOWN";
 }

@@ -42,6 +42,11 @@ typedef enum {
   KH_ERR_SEQ_OVERFLOW = 107,
   KH_ERR_NOMEM = 108,
   KH_ERR_WANT_READ = 109, /* non-blocking fd: no complete record yet, poll and retry */
+  /* 110+: secure-channel messages. */
+  KH_ERR_CHANNEL_TAMPERED = 110, /* message authentication failed */
+  KH_ERR_CHANNEL_REPLAY = 111,   /* message already opened */
+  KH_ERR_CHANNEL_TOO_OLD = 112,  /* below the replay window, or its key is gone */
+  KH_ERR_CHANNEL_WRONG = 113,    /* another channel's message, or our own reflected */
 } kh_code;
 
 /* KH_MUST_USE marks every fallible function (1/0 or pointer/NULL): ignoring
