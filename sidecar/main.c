@@ -22,6 +22,7 @@
 #include "sandbox.h"
 #include "s2a_v1.h"
 #include "s2a_v2.h"
+#include "secure_channel.h"
 #include "server.h"
 
 #define KEYHOLD_VERSION "0.1.0"
@@ -463,8 +464,10 @@ int main(int argc, char **argv) {
   }
   /* The services keyholdd serves, each behind rpc/service.h. */
   kh_s2a_env env = {.store = store, .grants = grants, .resume = resume, .ticket_keys = &tickets};
-  kh_service services[1 + KH_S2A_V2_SERVICES] = {kh_s2a_v1_service(&env)};
-  kh_s2a_v2_services(&env, &services[1]);
+  kh_channel_env channel_env = {.store = store, .grants = grants};
+  kh_service services[2 + KH_S2A_V2_SERVICES] = {kh_s2a_v1_service(&env),
+                                                 kh_secure_channel_service(&channel_env)};
+  kh_s2a_v2_services(&env, &services[2]);
   char describe[300];
   snprintf(describe, sizeof(describe), "with %zu identities, policy %s",
            kh_identity_store_count(store), conf.file ? conf.file : "built-in (own uid only)");

@@ -1,6 +1,8 @@
 /* identity.c: load kubernetes.io/tls identity directories with BoringSSL. */
 #include "identity.h"
 
+#include "noise_key.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -32,7 +34,8 @@ struct kh_identity {
   kh_key *key;            /* behind key.h; never logged or returned */
   X509_STORE *trust;      /* from ca.crt */
   uint8_t leaf_fingerprint[KH_SHA256_LEN];
-  int refs; /* kh_identity_ref / kh_identity_unref (atomic: any thread) */
+  kh_noise_static *noise; /* the static X25519 key for secure channels */
+  int refs;               /* kh_identity_ref / kh_identity_unref (atomic: any thread) */
   /* Attachments (kh_identity_attachment): written once under |attach_mu|,
    * read with acquire loads. */
   pthread_mutex_t attach_mu;
@@ -174,6 +177,7 @@ static void identity_destroy(kh_identity *id) {
   sk_X509_pop_free(id->chain, X509_free);
   kh_key_free(id->key);
   X509_STORE_free(id->trust);
+  kh_noise_static_free(id->noise);
   for (size_t i = 0; i < KH_IDENTITY_SLOTS; i++) {
     if (id->attached[i] != NULL) id->detach[i](id->attached[i]);
   }
@@ -214,6 +218,7 @@ kh_identity *kh_identity_load(const char *dir, kh_error *err) {
     kh_err(err, KH_ERR_INTERNAL, "%s: cannot hash leaf certificate", dir);
     goto fail;
   }
+  if ((id->noise = kh_noise_static_load(dir, err)) == NULL) goto fail;
   return id;
 fail:
   identity_destroy(id);
@@ -278,6 +283,10 @@ const uint8_t *kh_identity_fingerprint(const kh_identity *id) {
 
 kh_key_type kh_identity_key_type(const kh_identity *id) {
   return kh_key_get_type(id->key);
+}
+
+const struct kh_noise_static *kh_identity_noise_key(const kh_identity *id) {
+  return id->noise;
 }
 
 size_t kh_identity_sigalgs(const kh_identity *id, uint16_t *out, size_t max_out) {

@@ -4,6 +4,8 @@
  *   tls.key  private key: PKCS#8, SEC1 "EC PRIVATE KEY" or PKCS#1 "RSA PRIVATE KEY"
  *            (ECDSA P-256/P-384, RSA >= 2048, Ed25519)
  *   ca.crt   trust bundle used to verify peers (PEM)
+ *   noise.key  static X25519 key for secure channels (noise_key.h; made on
+ *            first load if missing)
  * An identity is named by its certificate: the SPIFFE ID (URI SAN spiffe://)
  * and DNS SANs. BoringSSL only (sidecar side). */
 #ifndef KH_IDENTITY_H
@@ -55,6 +57,12 @@ X509_STORE *kh_identity_trust(const kh_identity *id);
 const uint8_t *kh_identity_fingerprint(const kh_identity *id);
 
 kh_key_type kh_identity_key_type(const kh_identity *id);
+
+/* The identity's static X25519 key for Noise secure channels (noise_key.h;
+ * borrowed, locked memory, lives as long as |id|). Only the secure-channel
+ * engine reads the private half. */
+struct kh_noise_static;
+const struct kh_noise_static *kh_identity_noise_key(const kh_identity *id);
 
 /* kh_identity_sigalgs writes the TLS SignatureSchemes the identity's key can
  * sign with, in preference order, and returns how many (at most |max_out|;

@@ -115,6 +115,7 @@ uint32_t kh_operation_grant(kh_operation op) {
     case KH_OP_SIGN: return KH_GRANT_SIGN;
     case KH_OP_VALIDATE: return KH_GRANT_VALIDATE;
     case KH_OP_TICKET_KEYS: return KH_GRANT_TICKET_KEYS;
+    case KH_OP_SECURE_CHANNEL: return KH_GRANT_SECURE_CHANNEL;
   }
   return 0;
 }
@@ -125,7 +126,8 @@ static const struct {
 } k_grant_names[] = {{KH_GRANT_TLS_OFFLOAD, "tls-offload"},
                      {KH_GRANT_SIGN, "sign"},
                      {KH_GRANT_VALIDATE, "validate"},
-                     {KH_GRANT_TICKET_KEYS, "ticket-keys"}};
+                     {KH_GRANT_TICKET_KEYS, "ticket-keys"},
+                     {KH_GRANT_SECURE_CHANNEL, "secure-channel"}};
 
 const char *kh_grant_name(uint32_t grant) {
   for (size_t i = 0; i < sizeof(k_grant_names) / sizeof(k_grant_names[0]); i++)

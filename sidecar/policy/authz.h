@@ -62,12 +62,14 @@ typedef enum {
   KH_OP_SIGN = 3,
   KH_OP_VALIDATE = 4,
   KH_OP_TICKET_KEYS = 5,
+  KH_OP_SECURE_CHANNEL = 6, /* a Noise handshake (keyhold.v1.SecureChannel) */
 } kh_operation;
 
 #define KH_GRANT_TLS_OFFLOAD (1u << 0)
 #define KH_GRANT_SIGN (1u << 1)
 #define KH_GRANT_VALIDATE (1u << 2)
 #define KH_GRANT_TICKET_KEYS (1u << 3)
+#define KH_GRANT_SECURE_CHANNEL (1u << 4)
 
 /* kh_operation_grant: the KH_GRANT_* bit |op| needs; kh_grant_name its name
  * in the policy ("tls-offload", "sign", "validate", "ticket-keys"), and

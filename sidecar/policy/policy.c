@@ -191,7 +191,9 @@ static int suite_item(ctx *c, const kh_yaml_node *n, const char *f, void *out, s
 static int operation_item(ctx *c, const kh_yaml_node *n, const char *f, void *out, size_t i) {
   if (!want(c, n, KH_YAML_SCALAR, f)) return 0;
   if ((((uint32_t *)out)[i] = kh_grant_from_name(n->value)) != 0) return 1;
-  return bad(c, n, f, "unknown operation '%.60s' (tls-offload, sign, validate, ticket-keys)",
+  return bad(c, n, f,
+             "unknown operation '%.60s' (tls-offload, sign, validate, ticket-keys, "
+             "secure-channel)",
              n->value);
 }
 
