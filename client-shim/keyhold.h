@@ -79,6 +79,11 @@ typedef enum {
   KH_ERR_SEQ_OVERFLOW = 107,
   KH_ERR_NOMEM = 108,
   KH_ERR_WANT_READ = 109, /* no complete record yet: give more peer bytes, call again */
+  /* 110+: secure-channel messages. */
+  KH_ERR_CHANNEL_TAMPERED = 110, /* message authentication failed */
+  KH_ERR_CHANNEL_REPLAY = 111,   /* message already opened */
+  KH_ERR_CHANNEL_TOO_OLD = 112,  /* below the replay window, or its key is gone */
+  KH_ERR_CHANNEL_WRONG = 113,    /* another channel's message, or our own reflected */
 } kh_code;
 
 /* KH_MUST_USE marks every fallible function: ignoring its result is a
@@ -290,6 +295,112 @@ void kh_session_get_info(const kh_session *s, kh_conn_info *out);
 /* kh_session_free wipes all key material, drops tickets not handed back and
  * frees |s| (NULL: nothing). */
 void kh_session_free(kh_session *s);
+
+/* --- secure channels ------------------------------------------------------ */
+
+/* A secure channel is message-oriented and end to end: keyholdd runs a Noise
+ * handshake (XX, or IK when the initiator knows the responder's static key)
+ * bound to both workloads' certificates, and libkeyhold seals and opens
+ * messages itself. The handshake frames and the messages are opaque bytes
+ * the application carries over any transport (a broker, relays, HTTP
+ * through an inspecting proxy); messages may be lost, duplicated or
+ * reordered. docs/CHANNELS.md.
+ *
+ *   kh_channel *ch = kh_channel_new(kc, KH_CHANNEL_INITIATOR, &o, &err);
+ *   while (!kh_channel_established(ch)) {
+ *     send(kh_channel_output(ch, &n), n);        // a frame for the peer
+ *     kh_channel_output_consumed(ch);
+ *     n = receive(frame);                        // the peer's answer
+ *     if (!kh_channel_handshake(ch, frame, n, &err)) ...  // then send the output: an abort
+ *   }
+ *   send(kh_channel_output(...)) if not empty;   // XX: the initiator's last frame
+ *   ssize_t m = kh_channel_seal(ch, "hi", 2, buf, sizeof buf, &err);
+ *   ssize_t p = kh_channel_open(ch, frame, n, plain, sizeof plain, &err);
+ * The responder starts with kh_channel_new (no output) and feeds the
+ * initiator's first frame to kh_channel_handshake.
+ *
+ * After a failed handshake call, kh_channel_output may hold an abort frame
+ * telling the peer why: send it. An abort frame received after the
+ * handshake makes kh_channel_open fail with the peer's reason. */
+
+typedef struct kh_channel kh_channel;
+typedef enum { KH_CHANNEL_INITIATOR = 0, KH_CHANNEL_RESPONDER = 1 } kh_channel_role;
+
+#define KH_CHANNEL_KEY_LEN 32
+#define KH_CHANNEL_OVERHEAD 38            /* bytes a sealed message adds */
+#define KH_CHANNEL_MAX_MESSAGE (1u << 20) /* plaintext bytes per message */
+#define KH_CHANNEL_MAX_FRAME 65537        /* a handshake frame */
+#define KH_CHANNEL_REPLAY_WINDOW 1024     /* counters below the newest that still open */
+
+typedef struct {
+  /* As in kh_handshake_opts. */
+  const char *local_identity;
+  const char *expect_peers[KH_MAX_PEERS];
+  size_t expect_peer_count;
+  const char *pattern; /* "XX" (NULL) or "IK" */
+  const char *cipher;  /* "ChaChaPoly" (NULL) or "AESGCM" */
+  const char *hash;    /* "SHA256" (NULL), "SHA512" or "BLAKE2b" */
+  /* IK initiator: the responder's static key (kh_channel_static_key on the
+   * responder's side), KH_CHANNEL_KEY_LEN bytes. */
+  const uint8_t *responder_key;
+  /* Bytes both sides bind into the handshake (must be equal). */
+  const uint8_t *prologue;
+  size_t prologue_len;
+  uint64_t rekey_after; /* messages per key epoch; 0: 2^20 */
+  int timeout_ms;       /* handshake deadline; 0: 10 s */
+} kh_channel_opts;
+
+#define KH_CHANNEL_OPTS_INIT \
+  { 0 }
+
+typedef struct {
+  int established;
+  int initiator;
+  char protocol[128]; /* Noise_XX_25519_ChaChaPoly_SHA256 */
+  char peer[256];     /* verified SPIFFE ID, else DNS name */
+  char local[256];    /* our identity's name */
+  uint8_t peer_static_key[KH_CHANNEL_KEY_LEN];
+  uint8_t channel_id[8];
+  uint64_t sent, opened, rejected;
+  uint32_t send_epoch, recv_epoch;
+} kh_channel_info;
+
+/* kh_channel_new starts a handshake in keyholdd; the initiator's first frame
+ * is then in kh_channel_output. */
+KH_MUST_USE kh_channel *kh_channel_new(kh_client *kc, kh_channel_role role,
+                                       const kh_channel_opts *opts, kh_error *err);
+/* kh_channel_handshake hands the peer's frame to keyholdd; the answer (if
+ * any) is then in kh_channel_output. Errors: the sidecar's status
+ * (UNAUTHENTICATED for a peer that does not verify or is not expected,
+ * PERMISSION_DENIED without the secure-channel grant, DEADLINE_EXCEEDED). */
+KH_MUST_USE int kh_channel_handshake(kh_channel *ch, const void *frame, size_t len, kh_error *err);
+/* The frame to send to the peer now (NULL, 0: none); valid until the next call. */
+const uint8_t *kh_channel_output(const kh_channel *ch, size_t *len);
+void kh_channel_output_consumed(kh_channel *ch);
+int kh_channel_established(const kh_channel *ch);
+
+/* kh_channel_seal writes one message (len + KH_CHANNEL_OVERHEAD bytes) to
+ * |out| and returns its length, or -1. */
+KH_MUST_USE ssize_t kh_channel_seal(kh_channel *ch, const void *msg, size_t len, void *out,
+                                    size_t out_cap, kh_error *err);
+/* kh_channel_open authenticates one message and writes its plaintext to
+ * |out| (len - KH_CHANNEL_OVERHEAD bytes), or returns -1:
+ * KH_ERR_CHANNEL_TAMPERED, _REPLAY, _TOO_OLD, _WRONG (another channel's or
+ * our own message), KH_ERR_PROTOCOL (not a message). A rejected message
+ * changes nothing: the channel goes on. */
+KH_MUST_USE ssize_t kh_channel_open(kh_channel *ch, const void *frame, size_t len, void *out,
+                                    size_t out_cap, kh_error *err);
+/* kh_channel_rekey: our next message goes out under a new key. */
+KH_MUST_USE int kh_channel_rekey(kh_channel *ch, kh_error *err);
+void kh_channel_get_info(const kh_channel *ch, kh_channel_info *out);
+/* kh_channel_free wipes the keys and frees |ch| (NULL: nothing). */
+void kh_channel_free(kh_channel *ch);
+
+/* kh_channel_static_key: an identity's Noise static public key (NULL: the
+ * default one), for IK initiators to be given out of band. */
+KH_MUST_USE int kh_channel_static_key(kh_client *kc, const char *identity,
+                                      uint8_t out[KH_CHANNEL_KEY_LEN], int timeout_ms,
+                                      kh_error *err);
 
 #ifdef __cplusplus
 }

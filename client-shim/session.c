@@ -54,6 +54,10 @@ struct kh_session {
   size_t n_tickets;
 };
 
+kh_sidecar *kh_client_sidecar(kh_client *kc) {
+  return kc->sidecar;
+}
+
 kh_client *kh_client_new(const char *sidecar_socket_path, kh_error *err) {
   if (sidecar_socket_path == NULL || sidecar_socket_path[0] == '\0') {
     kh_err(err, KH_ERR_INVALID_ARGUMENT, "no sidecar socket path");

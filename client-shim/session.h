@@ -32,6 +32,11 @@ void kh_session_fail(kh_session *s);
 KH_MUST_USE int kh_session_close_notify(kh_session *s, kh_error *err);
 void kh_session_flush_tickets_quietly(kh_session *s);
 
+/* The client's gRPC channel to keyholdd, for the secure-channel calls
+ * (channel.c), which share it with the TLS sessions. */
+struct kh_sidecar;
+struct kh_sidecar *kh_client_sidecar(kh_client *kc);
+
 /* Handshake deadline when kh_handshake_opts.timeout_ms is 0. */
 #define KH_DEFAULT_TIMEOUT_MS 10000
 
