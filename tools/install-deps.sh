@@ -10,6 +10,7 @@ PKGS=(
   android-libboringssl-dev android-libboringssl
   libssl-dev openssl libsodium-dev check libseccomp-dev libyaml-dev libcap-ng-dev
   curl nginx-light gnutls-bin iproute2 util-linux procps valgrind python3
+  libjson-c-dev libcurl4-openssl-dev socat mosquitto mosquitto-clients mitmproxy
 )
 
 missing=()

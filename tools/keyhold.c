@@ -1,6 +1,7 @@
 /* keyhold: command-line client of libkeyhold.
  *   keyhold connect ...   offloaded mTLS client, like `openssl s_client -quiet`
  *   keyhold serve ...     offloaded mTLS server (optionally echoing)
+ *   keyhold channel ...   secure channels (channel_cmd.c)
  *   keyhold init DIR      development CA and two identities */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,17 +19,9 @@
 #include <unistd.h>
 
 #include "keyhold.h"
+#include "channel_cmd.h"
+#include "cli_util.h"
 #include "pki.h"
-
-__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...) {
-  char line[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof(line), fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "keyhold: %s\n", line);
-  exit(1);
-}
 
 static void usage(void) {
   fprintf(stderr,
@@ -37,6 +30,7 @@ static void usage(void) {
           "                  [--servername NAME] [--key-update] [--timeout MS] HOST:PORT\n"
           "  keyhold serve   --sidecar PATH [--identity ID] [--expect-peer ID]... [--alpn P]...\n"
           "                  --listen HOST:PORT [--echo] [--once]\n"
+          "  keyhold channel initiate|respond|pubkey ... (keyhold channel --help)\n"
           "  keyhold init DIR\n"
           "--sidecar defaults to $KEYHOLD_SIDECAR; --access-token TOKEN (connect and serve)\n"
           "to $S2A_ACCESS_TOKEN.\n");
@@ -75,11 +69,12 @@ static int parse(int argc, char **argv, options *o) {
       case 's': o->sidecar = optarg; break;
       case 'i': o->hs.local_identity = optarg; break;
       case 'p':
-        if (o->hs.expect_peer_count == KH_MAX_PEERS) die("too many --expect-peer (max %s)", "16");
+        if (o->hs.expect_peer_count == KH_MAX_PEERS)
+          kh_cli_die("too many --expect-peer (max %s)", "16");
         o->hs.expect_peers[o->hs.expect_peer_count++] = optarg;
         break;
       case 'a':
-        if (o->hs.alpn_count == KH_MAX_PROTOCOLS) die("too many --alpn (max %s)", "16");
+        if (o->hs.alpn_count == KH_MAX_PROTOCOLS) kh_cli_die("too many --alpn (max %s)", "16");
         o->hs.alpn[o->hs.alpn_count++] = optarg;
         break;
       case 'n': o->hs.server_name = optarg; break;
@@ -87,7 +82,7 @@ static int parse(int argc, char **argv, options *o) {
       case 'e': o->echo = 1; break;
       case 'o': o->once = 1; break;
       case 'k': o->key_update = 1; break;
-      case 't': o->hs.timeout_ms = atoi(optarg); break;
+      case 't': o->hs.timeout_ms = (int)kh_cli_number("--timeout", optarg, 1, 3600000); break;
       case 'T': o->hs.access_token = optarg; break;
       case 'h': usage(); exit(0);
       default: usage(); return 0;
@@ -98,22 +93,9 @@ static int parse(int argc, char **argv, options *o) {
     usage();
     return 0;
   }
-  if (o->sidecar == NULL) die("%s", "no sidecar socket: use --sidecar PATH or KEYHOLD_SIDECAR");
+  if (o->sidecar == NULL)
+    kh_cli_die("%s", "no sidecar socket: use --sidecar PATH or KEYHOLD_SIDECAR");
   return 1;
-}
-
-/* split_hostport splits "host:port" or "[v6]:port" in place. */
-static int split_hostport(char *s, char **host, char **port) {
-  char *colon = strrchr(s, ':');
-  if (colon == NULL) return 0;
-  *colon = '\0';
-  *port = colon + 1;
-  *host = s;
-  if (s[0] == '[' && colon > s && colon[-1] == ']') {
-    colon[-1] = '\0';
-    *host = s + 1;
-  }
-  return **port != '\0';
 }
 
 static void print_info(const char *what, const kh_conn *c) {
@@ -157,51 +139,52 @@ static int pump(kh_conn *c, int fd) {
       struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
       if (poll(p, stdin_open ? 2 : 1, -1) < 0) {
         if (errno == EINTR) continue;
-        die("poll: %s", strerror(errno));
+        kh_cli_die("poll: %s", strerror(errno));
       }
       if (stdin_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
         ssize_t n = read(0, buf, sizeof(buf));
         if (n > 0) {
-          if (!kh_conn_write(c, buf, (size_t)n, &err)) die("%s", err.msg);
+          if (!kh_conn_write(c, buf, (size_t)n, &err)) kh_cli_die("%s", err.msg);
         } else {
           stdin_open = 0;
-          if (!kh_conn_close(c, &err)) die("%s", err.msg);
+          if (!kh_conn_close(c, &err)) kh_cli_die("%s", err.msg);
         }
       }
       if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
     }
     ssize_t n = kh_conn_read(c, buf, sizeof(buf), &err);
     if (n < 0 && err.code == KH_ERR_WANT_READ) continue;
-    if (n < 0) die("%s", err.msg);
+    if (n < 0) kh_cli_die("%s", err.msg);
     if (n == 0) { /* peer's close_notify */
       /* Our close_notify in answer; a peer already gone is no failure. */
       if (stdin_open && !kh_conn_close(c, &err))
         fprintf(stderr, "keyhold: close_notify not sent: %s\n", err.msg);
       return 0;
     }
-    if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n) die("%s", "stdout write failed");
+    if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n) kh_cli_die("%s", "stdout write failed");
     fflush(stdout);
   }
 }
 
 static int cmd_connect(options *o) {
-  if (o->target == NULL) die("%s", "connect needs HOST:PORT");
+  if (o->target == NULL) kh_cli_die("%s", "connect needs HOST:PORT");
   char *target = strdup(o->target), *host, *port;
-  if (!split_hostport(target, &host, &port)) die("bad address '%s' (want HOST:PORT)", o->target);
+  if (!kh_cli_split_hostport(target, &host, &port))
+    kh_cli_die("bad address '%s' (want HOST:PORT)", o->target);
   if (o->hs.server_name == NULL) o->hs.server_name = host; /* DNS name or IP literal SAN */
   kh_error err;
   kh_client *kc = kh_client_new(o->sidecar, &err);
-  if (kc == NULL) die("%s", err.msg);
+  if (kc == NULL) kh_cli_die("%s", err.msg);
   char msg[512];
   int fd = tcp_connect(host, port, msg, sizeof(msg));
-  if (fd < 0) die("%s", msg);
+  if (fd < 0) kh_cli_die("%s", msg);
   kh_conn *c = kh_connect_fd(kc, fd, &o->hs, &err);
-  if (c == NULL) die("%s [%s]", err.msg, kh_code_name(err.code));
+  if (c == NULL) kh_cli_die("%s [%s]", err.msg, kh_code_name(err.code));
   print_info("connected", c);
   /* Non-blocking from here: records without application data (tickets,
    * KeyUpdates) must not hold stdin hostage in kh_conn_read. */
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  if (o->key_update && !kh_conn_key_update(c, 1, &err)) die("%s", err.msg);
+  if (o->key_update && !kh_conn_key_update(c, 1, &err)) kh_cli_die("%s", err.msg);
   int rc = pump(c, fd);
   /* Tickets that came after our close_notify (kh_conn_close hands back
    * those before it): for the next connect's resumption. */
@@ -269,16 +252,17 @@ static void *serve_thread(void *arg) {
 }
 
 static int cmd_serve(options *o) {
-  if (o->listen == NULL || o->target != NULL) die("%s", "serve needs --listen HOST:PORT");
+  if (o->listen == NULL || o->target != NULL) kh_cli_die("%s", "serve needs --listen HOST:PORT");
   char *addr = strdup(o->listen), *host, *port;
-  if (!split_hostport(addr, &host, &port)) die("bad address '%s' (want HOST:PORT)", o->listen);
+  if (!kh_cli_split_hostport(addr, &host, &port))
+    kh_cli_die("bad address '%s' (want HOST:PORT)", o->listen);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
-  if (getaddrinfo(host, port, &hints, &res) != 0) die("cannot resolve %s", host);
+  if (getaddrinfo(host, port, &hints, &res) != 0) kh_cli_die("cannot resolve %s", host);
   int ls = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   if (ls < 0 || bind(ls, res->ai_addr, res->ai_addrlen) != 0 || listen(ls, 128) != 0)
-    die("cannot listen: %s", strerror(errno));
+    kh_cli_die("cannot listen: %s", strerror(errno));
   freeaddrinfo(res);
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
@@ -287,7 +271,7 @@ static int cmd_serve(options *o) {
                                               : ((struct sockaddr_in *)&ss)->sin_port);
   kh_error err;
   kh_client *kc = kh_client_new(o->sidecar, &err);
-  if (kc == NULL) die("%s", err.msg);
+  if (kc == NULL) kh_cli_die("%s", err.msg);
   fprintf(stderr, "keyhold: listening on %s:%d\n", host, actual);
   fflush(stderr);
   for (;;) {
@@ -296,7 +280,7 @@ static int cmd_serve(options *o) {
     int fd = accept4(ls, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      die("accept: %s", strerror(errno));
+      kh_cli_die("accept: %s", strerror(errno));
     }
     client_job *j = calloc(1, sizeof(*j));
     j->kc = kc;
@@ -345,11 +329,12 @@ int main(int argc, char **argv) {
       return 2;
     }
     char msg[512];
-    if (!kh_pki_init(argv[2], msg, sizeof(msg))) die("init: %s", msg);
+    if (!kh_pki_init(argv[2], msg, sizeof(msg))) kh_cli_die("init: %s", msg);
     fprintf(stderr, "keyhold: development CA and identities written to %s\n", argv[2]);
     return 0;
   }
   options o;
+  if (strcmp(cmd, "channel") == 0) return kh_cli_channel(argc, argv);
   if (strcmp(cmd, "connect") == 0) return parse(argc, argv, &o) ? cmd_connect(&o) : 2;
   if (strcmp(cmd, "serve") == 0) return parse(argc, argv, &o) ? cmd_serve(&o) : 2;
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
