@@ -286,12 +286,17 @@ static int parse_name(kh_noise *n, const char *name, kh_error *err) {
   size_t len = strlen(name), count = 0;
   if (len == 0 || len > KH_NOISE_MAX_NAME_LEN)
     return kh_err(err, KH_ERR_INVALID_ARGUMENT, "noise: protocol name of %zu bytes", len);
+  if (strstr(name, "__") != NULL || name[len - 1] == '_')
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "noise: \"%s\" has an empty part", name);
   memcpy(buf, name, len + 1);
   for (char *t = strtok_r(buf, "_", &save); t != NULL; t = strtok_r(NULL, "_", &save)) {
-    if (count == 5) break;
+    if (count == 5) {
+      count++; /* one part too many */
+      break;
+    }
     parts[count++] = t;
   }
-  if (count != 5 || strtok_r(NULL, "_", &save) != NULL || strcmp(parts[0], "Noise") != 0)
+  if (count != 5 || strcmp(parts[0], "Noise") != 0)
     return kh_err(err, KH_ERR_INVALID_ARGUMENT, "noise: \"%s\" is not Noise_PATTERN_DH_CIPHER_HASH",
                   name);
   /* The pattern: its base name, then modifiers from the first lowercase letter. */
