@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void say(const char *fmt, va_list ap) {
+__attribute__((format(printf, 1, 0))) static void say(const char *fmt, va_list ap) {
   char line[1024];
   vsnprintf(line, sizeof(line), fmt, ap);
   fprintf(stderr, "keyhold: %s\n", line);
