@@ -6,7 +6,10 @@
  *   stdio                frames in on stdin, out on stdout (pipe it through
  *                        anything: mosquitto_sub/pub, ssh, a file)
  *   tcp-connect:HOST:PORT / tcp-listen:HOST:PORT   one TCP connection
- * framed as --framing base64 (one base64 line per frame: the default, what
+ *   http(s)://HOST:PORT  an HTTP mailbox (tools/channel_relay.py): frames posted
+ *                        to --box-send, fetched from --box-recv, optionally
+ *                        through --proxy (an inspecting one: --cacert its CA)
+ * The byte streams are framed as --framing base64 (one base64 line per frame: the default, what
  * line-based tools such as mosquitto_pub -l carry) or binary (a 4-byte
  * big-endian length, then the frame).
  *
@@ -31,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel_http.h"
 #include "cli_util.h"
 #include "keyhold.h"
 
@@ -41,6 +45,7 @@ typedef enum { FRAMING_BASE64, FRAMING_BINARY } framing;
 
 typedef struct {
   const char *sidecar, *via, *out_file, *send_file;
+  const char *box_send, *box_recv, *proxy, *cacert;
   const char *sends[MAX_SENDS];
   size_t n_sends;
   framing framing;
@@ -57,7 +62,8 @@ static void usage(FILE *f) {
           "  keyhold channel initiate|respond --sidecar PATH [--identity ID]\n"
           "      [--expect-peer ID]... [--pattern XX|IK] [--responder-key HEX]\n"
           "      [--cipher ChaChaPoly|AESGCM] [--hash SHA256|SHA512|BLAKE2b]\n"
-          "      [--via stdio|tcp-connect:HOST:PORT|tcp-listen:HOST:PORT]\n"
+          "      [--via stdio|tcp-connect:HOST:PORT|tcp-listen:HOST:PORT|http(s)://HOST:PORT]\n"
+          "      [--box-send NAME --box-recv NAME] [--proxy URL] [--cacert FILE]\n"
           "      [--framing base64|binary] [--send TEXT]... [--send-file FILE]\n"
           "      [--expect N] [--echo] [--out FILE] [--rekey-after N] [--timeout MS]\n"
           "  keyhold channel pubkey --sidecar PATH [--identity ID]\n"
@@ -100,6 +106,10 @@ static int parse(int argc, char **argv, options *o) {
       {"out", required_argument, NULL, 'o'},
       {"rekey-after", required_argument, NULL, 'r'},
       {"timeout", required_argument, NULL, 't'},
+      {"box-send", required_argument, NULL, 'S'},
+      {"box-recv", required_argument, NULL, 'B'},
+      {"proxy", required_argument, NULL, 'X'},
+      {"cacert", required_argument, NULL, 'C'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -147,6 +157,10 @@ static int parse(int argc, char **argv, options *o) {
         o->ch.rekey_after = (uint64_t)kh_cli_number("--rekey-after", optarg, 1, 1L << 40);
         break;
       case 't': o->timeout_ms = kh_cli_number("--timeout", optarg, 1, 3600000); break;
+      case 'S': o->box_send = optarg; break;
+      case 'B': o->box_recv = optarg; break;
+      case 'X': o->proxy = optarg; break;
+      case 'C': o->cacert = optarg; break;
       case 'h': usage(stdout); exit(0);
       default: usage(stderr); return 0;
     }
@@ -165,7 +179,8 @@ static int parse(int argc, char **argv, options *o) {
 typedef struct {
   int in, out;
   framing framing;
-  uint8_t *buf; /* bytes read, not yet a whole frame */
+  kh_http_link *http; /* --via http(s)://: frames are requests, no framing */
+  uint8_t *buf;       /* bytes read, not yet a whole frame */
   size_t len, cap;
   int eof;
 } link_t;
@@ -205,8 +220,16 @@ static void link_open(link_t *l, const options *o) {
     l->in = l->out = tcp_open(o->via + 12, 0);
   } else if (strncmp(o->via, "tcp-listen:", 11) == 0) {
     l->in = l->out = tcp_open(o->via + 11, 1);
+  } else if (strncmp(o->via, "http://", 7) == 0 || strncmp(o->via, "https://", 8) == 0) {
+    if (o->box_send == NULL || o->box_recv == NULL)
+      kh_cli_die("--via %s needs --box-send NAME and --box-recv NAME", o->via);
+    if ((l->http = kh_http_open(o->via, o->box_send, o->box_recv, o->proxy, o->cacert)) == NULL)
+      kh_cli_die("cannot set up HTTP for %s", o->via);
   } else {
-    kh_cli_die("--via '%s': use stdio, tcp-connect:HOST:PORT or tcp-listen:HOST:PORT", o->via);
+    kh_cli_die(
+        "--via '%s': use stdio, tcp-connect:HOST:PORT, tcp-listen:HOST:PORT, "
+        "http://HOST:PORT or https://HOST:PORT",
+        o->via);
   }
 }
 
@@ -221,6 +244,11 @@ static void write_all(int fd, const void *p, size_t len) {
 }
 
 static void link_send(link_t *l, const uint8_t *frame, size_t len) {
+  if (l->http != NULL) {
+    char why[300];
+    if (!kh_http_post(l->http, frame, len, why, sizeof(why))) kh_cli_die("transport: %s", why);
+    return;
+  }
   if (l->framing == FRAMING_BINARY) {
     uint8_t hdr[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
                       (uint8_t)len};
@@ -289,6 +317,13 @@ static long now_ms(void) {
  * (caller frees), 0 at the end of input, -1 at the deadline. Malformed
  * frames are reported and skipped. */
 static int link_recv(link_t *l, long deadline, uint8_t **frame, size_t *len) {
+  while (l->http != NULL) { /* each empty GET waits up to 1 s at the relay */
+    char why[300];
+    int r = kh_http_fetch(l->http, frame, len, why, sizeof(why));
+    if (r == 1) return 1;
+    if (r == -1) kh_cli_die("transport: %s", why);
+    if (now_ms() >= deadline) return -1;
+  }
   for (;;) {
     int r = link_take(l, frame, len);
     if (r == 1) return 1;
@@ -469,5 +504,6 @@ int kh_cli_channel(int argc, char **argv) {
   kh_channel_free(ch);
   kh_client_free(kc);
   free(l.buf);
+  kh_http_close(l.http);
   return status;
 }
