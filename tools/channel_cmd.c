@@ -282,6 +282,7 @@ static int link_take(link_t *l, uint8_t **out, size_t *out_len) {
     l->len -= 4 + n;
     return 1;
   }
+  if (l->len == 0) return 0; /* nothing read yet: buf may still be NULL */
   uint8_t *nl = memchr(l->buf, '\n', l->len);
   if (nl == NULL) {
     if (l->len > 2 * MAX_FRAME) kh_cli_die("transport: a line over the frame limit");
