@@ -59,6 +59,26 @@ static int take_result(kh_channel *ch, const Keyhold__V1__ChannelResult *r, kh_e
   return 1;
 }
 
+/* check_status: 1 for OK (or no status), else the sidecar's refusal in |err|. */
+static int check_status(const Keyhold__V1__ChannelStatus *st, kh_error *err) {
+  if (st == NULL || st->code == 0) return 1;
+  return kh_err(err, st->code <= 16 ? (kh_code)st->code : KH_ERR_UNKNOWN, "sidecar: %s",
+                st->details[0] ? st->details : "channel refused");
+}
+
+/* request sends one ChannelRequest on |s| and takes the packed answer. */
+static int request(kh_stream *s, const Keyhold__V1__ChannelRequest *req, kh_buf *resp,
+                   kh_error *err) {
+  uint8_t stack[1024];
+  size_t n = keyhold__v1__channel_request__get_packed_size(req);
+  uint8_t *msg = n <= sizeof(stack) ? stack : malloc(n);
+  if (msg == NULL) return kh_err(err, KH_ERR_NOMEM, "out of memory");
+  keyhold__v1__channel_request__pack(req, msg);
+  int ok = kh_stream_exchange(s, msg, n, resp, err);
+  if (msg != stack) free(msg);
+  return ok;
+}
+
 /* on_response decodes the sidecar's answer in |resp| (wiped after): the
  * output frame into ch->out, the status into |err|, and, at the end, the
  * result into the record layer. */
@@ -71,9 +91,7 @@ static int on_response(kh_channel *ch, kh_buf *resp, kh_error *err) {
   kh_buf_reset(&ch->out);
   if (r->output.len > 0 && !kh_buf_append(&ch->out, r->output.data, r->output.len))
     ok = kh_err(err, KH_ERR_NOMEM, "out of memory");
-  if (ok && r->status != NULL && r->status->code != 0)
-    ok = kh_err(err, r->status->code <= 16 ? (kh_code)r->status->code : KH_ERR_UNKNOWN,
-                "sidecar: %s", r->status->details[0] ? r->status->details : "channel refused");
+  ok = ok && check_status(r->status, err);
   if (ok && r->result != NULL) ok = take_result(ch, r->result, err);
   if (r->result != NULL) {
     kh_wipe(r->result->send_key.data, r->result->send_key.len);
@@ -86,14 +104,8 @@ static int on_response(kh_channel *ch, kh_buf *resp, kh_error *err) {
 /* exchange sends one request and takes the answer; the stream closes when
  * the handshake is over, either way. */
 static int exchange(kh_channel *ch, const Keyhold__V1__ChannelRequest *req, kh_error *err) {
-  uint8_t stack[1024];
-  size_t n = keyhold__v1__channel_request__get_packed_size(req);
-  uint8_t *msg = n <= sizeof(stack) ? stack : malloc(n);
-  if (msg == NULL) return kh_err(err, KH_ERR_NOMEM, "out of memory");
-  keyhold__v1__channel_request__pack(req, msg);
   kh_buf resp = KH_BUF_INIT;
-  int ok = kh_stream_exchange(ch->stream, msg, n, &resp, err) && on_response(ch, &resp, err);
-  if (msg != stack) free(msg);
+  int ok = request(ch->stream, req, &resp, err) && on_response(ch, &resp, err);
   kh_buf_free(&resp);
   if (!ok || ch->rec != NULL) {
     kh_stream_close(ch->stream, !ok);
@@ -262,20 +274,14 @@ int kh_channel_static_key(kh_client *kc, const char *identity, uint8_t out[KH_CH
   q.local_identity = (char *)(identity ? identity : "");
   req.req_case = KEYHOLD__V1__CHANNEL_REQUEST__REQ_STATIC_KEY;
   req.static_key = &q;
-  uint8_t msg[512];
-  size_t n = keyhold__v1__channel_request__get_packed_size(&req);
-  if (n > sizeof(msg)) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "identity name too long");
-  keyhold__v1__channel_request__pack(&req, msg);
   kh_stream *s = kh_stream_open(kh_client_sidecar(kc), METHOD,
                                 timeout_ms > 0 ? timeout_ms : KH_DEFAULT_TIMEOUT_MS, err);
   kh_buf resp = KH_BUF_INIT;
-  int ok = s != NULL && kh_stream_exchange(s, msg, n, &resp, err);
+  int ok = s != NULL && request(s, &req, &resp, err);
   Keyhold__V1__ChannelResponse *r =
       ok ? keyhold__v1__channel_response__unpack(NULL, resp.len, resp.data) : NULL;
   if (ok && r == NULL) ok = kh_err(err, KH_ERR_INTERNAL, "sidecar sent a malformed response");
-  if (ok && r->status != NULL && r->status->code != 0)
-    ok = kh_err(err, r->status->code <= 16 ? (kh_code)r->status->code : KH_ERR_UNKNOWN,
-                "sidecar: %s", r->status->details);
+  ok = ok && check_status(r->status, err);
   if (ok && r->static_key.len != KH_CHANNEL_KEY_LEN)
     ok = kh_err(err, KH_ERR_INTERNAL, "sidecar sent a %zu-byte static key", r->static_key.len);
   if (ok) memcpy(out, r->static_key.data, KH_CHANNEL_KEY_LEN);

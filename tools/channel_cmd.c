@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <stdio.h>
@@ -71,21 +72,19 @@ static void usage(FILE *f) {
 }
 
 static int parse_hex_key(const char *hex, uint8_t out[KH_CHANNEL_KEY_LEN]) {
-  if (strlen(hex) != 2 * KH_CHANNEL_KEY_LEN) return 0;
-  for (size_t i = 0; i < KH_CHANNEL_KEY_LEN; i++) {
-    unsigned v;
-    if (sscanf(hex + 2 * i, "%2x", &v) != 1) return 0;
-    out[i] = (uint8_t)v;
-  }
-  return 1;
+  size_t n = 0;
+  return OPENSSL_hexstr2buf_ex(out, KH_CHANNEL_KEY_LEN, &n, hex, '\0') == 1 &&
+         n == KH_CHANNEL_KEY_LEN;
 }
 
+/* one_of: |v| if it is in the NULL-terminated |allowed|, else dies listing them. */
 static const char *one_of(const char *flag, const char *v, const char *const *allowed) {
-  for (size_t i = 0; allowed[i] != NULL; i++)
+  char list[128] = "";
+  for (size_t i = 0; allowed[i] != NULL; i++) {
     if (strcmp(v, allowed[i]) == 0) return allowed[i];
-  kh_cli_die("%s '%s': use one of %s%s%s%s%s", flag, v, allowed[0], allowed[1] ? ", " : "",
-             allowed[1] ? allowed[1] : "", allowed[1] && allowed[2] ? ", " : "",
-             allowed[1] && allowed[2] ? allowed[2] : "");
+    snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", allowed[i]);
+  }
+  kh_cli_die("%s '%s': use one of %s", flag, v, list);
 }
 
 static int parse(int argc, char **argv, options *o) {

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "kh_buf.h"
+#include "hex.h"
 #include "kh_error.h"
 #include "noise.h"
 
@@ -24,15 +25,13 @@ typedef struct {
   kh_noise_cipherstate send, recv;
 } side;
 
+/* unhex decodes |hex| (tests/unit/hex.h) and appends it to |out|. */
 static int unhex(const char *hex, kh_buf *out) {
-  size_t len = strlen(hex);
-  if (len % 2 != 0) return 0;
-  for (size_t i = 0; i < len; i += 2) {
-    unsigned v;
-    if (sscanf(hex + i, "%2x", &v) != 1) return 0;
-    uint8_t b = (uint8_t)v;
-    if (!kh_buf_append(out, &b, 1)) return 0;
-  }
+  size_t cap = strlen(hex) / 2;
+  if (strlen(hex) % 2 != 0 || !kh_buf_reserve(out, cap + 1)) return 0;
+  size_t n = kh_unhex(hex, out->data + out->len, cap);
+  if (n == (size_t)-1) return 0;
+  out->len += n;
   return 1;
 }
 
