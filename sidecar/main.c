@@ -89,6 +89,7 @@ static void usage(FILE *f) {
           "  --workers N         crypto worker threads for handshakes, at most 16\n"
           "                      (env KEYHOLD_WORKERS; default 0: on the event loop)\n"
           "  --log-level LEVEL   debug|info|warn|error|off (env KEYHOLD_LOG_LEVEL)\n"
+          "  --log-format FMT    text|json: one JSON object per line (env KEYHOLD_LOG_FORMAT)\n"
           "  --no-sandbox        do not drop capabilities nor install the seccomp filter\n"
           "                      (env KEYHOLD_SANDBOX=0); for debugging only\n"
           "  --help, --version\n"
@@ -287,6 +288,25 @@ static int check_rules_exist(const kh_config *cfg, const kh_grants *g,
   return 1;
 }
 
+/* init_log: the flags beat KEYHOLD_LOG_LEVEL / KEYHOLD_LOG_FORMAT; an
+ * unknown name is refused with the accepted ones (0: exit 2). --check-config
+ * logs warnings and errors only unless a level is given. */
+static int init_log(const char *level, const char *format, int checking) {
+  if (level == NULL && checking && getenv("KEYHOLD_LOG_LEVEL") == NULL) level = "warn";
+  if (level != NULL) setenv("KEYHOLD_LOG_LEVEL", level, 1);
+  if (format != NULL) setenv("KEYHOLD_LOG_FORMAT", format, 1);
+  if (kh_log_init("keyholdd")) return 1;
+  kh_log_level l;
+  kh_log_format f;
+  if (!kh_log_parse_level(getenv("KEYHOLD_LOG_LEVEL"), &l) && getenv("KEYHOLD_LOG_LEVEL"))
+    fprintf(stderr, "keyholdd: --log-level: unknown level '%s' (one of " KH_LOG_LEVELS ")\n",
+            getenv("KEYHOLD_LOG_LEVEL"));
+  else if (!kh_log_parse_format(getenv("KEYHOLD_LOG_FORMAT"), &f))
+    fprintf(stderr, "keyholdd: --log-format: unknown format '%s' (one of " KH_LOG_FORMATS ")\n",
+            getenv("KEYHOLD_LOG_FORMAT"));
+  return 0;
+}
+
 /* check_config: --check-config FILE. Prints "FILE: OK ..." or the error. */
 static int check_config(const char *file, const char *ids_dir) {
   kh_error err;
@@ -319,7 +339,7 @@ static int check_config(const char *file, const char *ids_dir) {
 int main(int argc, char **argv) {
   const char *socket_path = getenv("KEYHOLD_SOCKET");
   const char *ids_dir = getenv("KEYHOLD_IDENTITIES");
-  const char *level = NULL;
+  const char *level = NULL, *log_format = NULL;
   const char *selftest = NULL;
   const char *policy_file = getenv("KEYHOLD_POLICY");
   const char *check_file = NULL;
@@ -337,6 +357,7 @@ int main(int argc, char **argv) {
       {"socket", required_argument, NULL, 's'},
       {"identities", required_argument, NULL, 'i'},
       {"log-level", required_argument, NULL, 'l'},
+      {"log-format", required_argument, NULL, 'F'},
       {"policy", required_argument, NULL, 'p'},
       {"check-config", required_argument, NULL, 'C'},
       {"socket-mode", required_argument, NULL, 'm'},
@@ -357,6 +378,7 @@ int main(int argc, char **argv) {
       case 's': socket_path = optarg; break;
       case 'i': ids_dir = optarg; break;
       case 'l': level = optarg; break;
+      case 'F': log_format = optarg; break;
       case 'p': policy_file = optarg; break;
       case 'C': check_file = optarg; break;
       case 'm': over[0] = optarg; break;
@@ -369,24 +391,23 @@ int main(int argc, char **argv) {
       case 'T': selftest = optarg; break;
       case 'h': usage(stdout); return 0;
       case 'V': printf("keyholdd %s\n", KEYHOLD_VERSION); return 0;
-      default: usage(stderr); return 2;
+      default: fprintf(stderr, "keyholdd --help shows every flag\n"); return 2;
     }
   }
-  if (check_file != NULL) {
-    if (level == NULL) setenv("KEYHOLD_LOG_LEVEL", "warn", 1);
-    kh_log_init("keyholdd");
-    return check_config(check_file, ids_dir);
-  }
+  if (!init_log(level, log_format, check_file != NULL)) return 2;
+  if (check_file != NULL) return check_config(check_file, ids_dir);
   int workers = parse_workers(workers_arg);
-  if (optind != argc || workers < 0) {
-    if (workers < 0) fprintf(stderr, "keyholdd: --workers: not a number: %s\n", workers_arg);
-    usage(stderr);
+  if (workers < 0) {
+    fprintf(stderr, "keyholdd: --workers: not a number from 0 to %d: %s\n", KH_MAX_WORKERS,
+            workers_arg);
+    return 2;
+  }
+  if (optind != argc) {
+    fprintf(stderr, "keyholdd: unexpected argument '%s' (keyholdd --help)\n", argv[optind]);
     return 2;
   }
   /* No core dumps or ptrace by other same-uid processes: keys live here. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  if (level != NULL) setenv("KEYHOLD_LOG_LEVEL", level, 1);
-  kh_log_init("keyholdd");
   if (selftest != NULL) return sandbox_selftest(selftest, sandbox);
 
   /* Everything below is released at |out|, on every path. */
@@ -418,7 +439,12 @@ int main(int argc, char **argv) {
   ids_dir = conf.identities_dir;
   ticket_file = conf.ticket_keys_file;
   if (socket_path == NULL || ids_dir == NULL) {
-    usage(stderr);
+    fprintf(stderr, "keyholdd: %s\n",
+            socket_path == NULL
+                ? "no socket: give --socket PATH, KEYHOLD_SOCKET or the policy's socket.path"
+                : "no identities: give --identities DIR, KEYHOLD_IDENTITIES or the policy's "
+                  "identities_dir");
+    fprintf(stderr, "keyholdd --help shows every flag\n");
     goto out;
   }
   if (!apply_settings(&conf, &given, &err) ||
