@@ -11,11 +11,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "authz.h"
 #include "config.h"
 #include "identity.h"
 #include "kh_asan.h"
+#include "health.h"
 #include "kh_log.h"
+#include "metrics_http.h"
 #include "listener.h"
 #include "policy.h"
 #include "rotation.h"
@@ -24,12 +28,12 @@
 #include "s2a_v2.h"
 #include "secure_channel.h"
 #include "server.h"
-
-#define KEYHOLD_VERSION "0.1.0"
+#include "status.h"
 
 static volatile sig_atomic_t g_stop;
 static volatile sig_atomic_t g_reload; /* SIGHUP */
 static int g_sandbox_failed;
+static int g_sandbox_on;
 static volatile int g_drained; /* set once everything is released */
 static unsigned g_drain_ms;
 
@@ -83,12 +87,15 @@ static void usage(FILE *f) {
           "                      --max-handshakes-per-caller 256, --max-connections 4096,\n"
           "                      --max-server-handshakes-per-process 256,\n"
           "                      --max-connections-per-caller 256, --preface-timeout-ms 2000,\n"
-          "                      --idle-timeout-ms 300000, --drain-timeout-ms 5000\n"
+          "                      --idle-timeout-ms 300000, --drain-timeout-ms 5000,\n"
+          "                      --cert-expiry-warning-hours 168\n"
           "  --ticket-keys FILE  server session-ticket keys shared by replicas\n"
           "                      (env KEYHOLD_TICKET_KEYS; default: one random key)\n"
           "  --workers N         crypto worker threads for handshakes, at most 16\n"
           "                      (env KEYHOLD_WORKERS; default 0: on the event loop)\n"
           "  --log-level LEVEL   debug|info|warn|error|off (env KEYHOLD_LOG_LEVEL)\n"
+          "  --metrics-listen ADDR  Prometheus metrics (GET /metrics) on tcp://127.0.0.1:PORT,\n"
+          "                      tcp://[::1]:PORT or unix:PATH (env KEYHOLD_METRICS_LISTEN)\n"
           "  --log-format FMT    text|json: one JSON object per line (env KEYHOLD_LOG_FORMAT)\n"
           "  --no-sandbox        do not drop capabilities nor install the seccomp filter\n"
           "                      (env KEYHOLD_SANDBOX=0); for debugging only\n"
@@ -100,6 +107,10 @@ static void usage(FILE *f) {
  * before it serves: from here on keyholdd runs under the seccomp filter. A
  * failure stops the server before the first call; keyholdd then exits 1. */
 static void after_listen(void) {
+  /* systemd Type=notify: serving from here (a no-op without NOTIFY_SOCKET);
+   * before the filter, which would not let the notification socket open. */
+  sd_notify(0, "READY=1\nSTATUS=serving");
+  if (!g_sandbox_on) return;
   kh_error err;
   if (kh_sandbox_apply(&err)) return;
   kh_log(KH_LOG_ERROR, "%s; refusing to serve without the sandbox (--no-sandbox to override)",
@@ -164,12 +175,14 @@ static int admit_uid(void *arg, const kh_caller *c) {
 typedef struct {
   kh_rotation *rotation; /* NULL: live rotation off */
   kh_resume *resume;
+  kh_status *status;
 } housekeeping;
 
 static void tick(void *arg) {
   housekeeping *hk = arg;
   kh_resume_sweep(hk->resume);
   if (hk->rotation) kh_rotation_tick(hk->rotation);
+  kh_status_refresh(hk->status, 0);
 }
 
 #define KH_MAX_WORKERS 16
@@ -346,6 +359,7 @@ int main(int argc, char **argv) {
   const char *ticket_file = getenv("KEYHOLD_TICKET_KEYS");
   const char *workers_arg = getenv("KEYHOLD_WORKERS");
   const char *listen_tcp = getenv("KEYHOLD_LISTEN");
+  const char *metrics_listen = getenv("KEYHOLD_METRICS_LISTEN");
   int allow_remote = 0;
   const char *over[2] = {NULL, NULL}; /* mode, group */
   /* --LIMIT VALUE pairs (limit name with '_', value), NULL-terminated. */
@@ -365,6 +379,7 @@ int main(int argc, char **argv) {
       {"ticket-keys", required_argument, NULL, 'K'},
       {"listen", required_argument, NULL, 'L'},
       {"listen-allow-remote", no_argument, NULL, 'R'},
+      {"metrics-listen", required_argument, NULL, 'M'},
       {"no-sandbox", no_argument, NULL, 'N'},
       {"workers", required_argument, NULL, 'W'},
       {"sandbox-selftest", required_argument, NULL, 'T'}, /* hidden: tests only */
@@ -386,6 +401,7 @@ int main(int argc, char **argv) {
       case 'K': ticket_file = optarg; break;
       case 'L': listen_tcp = optarg; break;
       case 'R': allow_remote = 1; break;
+      case 'M': metrics_listen = optarg; break;
       case 'N': sandbox = 0; break;
       case 'W': workers_arg = optarg; break;
       case 'T': selftest = optarg; break;
@@ -420,6 +436,8 @@ int main(int argc, char **argv) {
   kh_resume *resume = NULL;
   kh_rotation *rotation = NULL;
   kh_listener *listener = NULL;
+  kh_metrics_http *metrics = NULL;
+  kh_status *status = NULL;
   pthread_t watchdog_thread;
   int watchdog_started = 0;
   int rc = 2;
@@ -488,16 +506,36 @@ int main(int argc, char **argv) {
     kh_log(KH_LOG_INFO, "also listening on %s, port %u (no uid there: token grants only)",
            listen_tcp, tcp_port);
   }
+  if (metrics_listen != NULL && metrics_listen[0] != '\0') {
+    char where[200];
+    if ((metrics = kh_metrics_http_start(metrics_listen, where, sizeof(where), &err)) == NULL) {
+      fprintf(stderr, "keyholdd: %s\n", err.msg);
+      goto out;
+    }
+    kh_log(KH_LOG_INFO, "metrics on %s%s/metrics", strncmp(where, "unix:", 5) ? "http://" : "",
+           where);
+  }
   /* The services keyholdd serves, each behind rpc/service.h. */
   kh_s2a_env env = {.store = store, .grants = grants, .resume = resume, .ticket_keys = &tickets};
   kh_channel_env channel_env = {.store = store, .grants = grants};
-  kh_service services[2 + KH_S2A_V2_SERVICES] = {kh_s2a_v1_service(&env),
-                                                 kh_secure_channel_service(&channel_env)};
+  static const char *const service_names[] = {"s2a.proto.S2AService",    "s2a.proto.v2.S2AService",
+                                              "grpc.gcp.s2a.S2AService", "keyhold.v1.SecureChannel",
+                                              "grpc.health.v1.Health",   NULL};
+  kh_health health = {.serving = 0, .services = service_names};
+  kh_service services[2 + KH_S2A_V2_SERVICES + KH_HEALTH_SERVICES] = {
+      kh_s2a_v1_service(&env), kh_secure_channel_service(&channel_env)};
   kh_s2a_v2_services(&env, &services[2]);
+  kh_health_services(&health, &services[2 + KH_S2A_V2_SERVICES]);
+  status = kh_status_new(store, &health, (int64_t)conf.limits.cert_expiry_warning_hours * 3600);
+  if (status == NULL) {
+    fprintf(stderr, "keyholdd: out of memory\n");
+    goto out;
+  }
+  kh_status_refresh(status, 1);
   char describe[300];
   snprintf(describe, sizeof(describe), "with %zu identities, policy %s",
            kh_identity_store_count(store), conf.file ? conf.file : "built-in (own uid only)");
-  housekeeping hk = {.rotation = rotation, .resume = resume};
+  housekeeping hk = {.rotation = rotation, .resume = resume, .status = status};
   kh_server_config cfg = {.socket_path = socket_path,
                           .describe = describe,
                           .listener = listener,
@@ -507,6 +545,7 @@ int main(int argc, char **argv) {
                           .admit = admit_uid,
                           .admit_arg = grants,
                           .workers = (unsigned)workers,
+                          .after_listen = after_listen,
                           .tick = tick,
                           .tick_arg = &hk};
   if (sandbox) {
@@ -516,7 +555,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "keyholdd: %s\n", err.msg);
       goto out;
     }
-    cfg.after_listen = after_listen;
+    g_sandbox_on = 1;
   } else {
     kh_log(KH_LOG_WARN, "sandbox disabled%s: no seccomp filter, capabilities kept",
            KH_ASAN && getenv("KEYHOLD_SANDBOX") == NULL
@@ -540,6 +579,8 @@ int main(int argc, char **argv) {
   kh_log(KH_LOG_INFO, "stopped; socket %s removed", socket_path);
   rc = g_sandbox_failed ? 1 : 0;
 out:
+  kh_metrics_http_stop(metrics);
+  kh_status_free(status);
   kh_listener_close(listener);
   kh_rotation_free(rotation);
   kh_resume_free(resume);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kh_log.h"
+#include "metrics.h"
 
 #define SETTLE_MS 150
 #define DIR_EVENTS                                                                    \
@@ -56,6 +57,7 @@ static void check_ticket_keys(kh_rotation *r, int force) {
   r->tk_st = st;
   kh_error err;
   kh_ticket_keys *k = kh_ticket_keys_load(r->tk_path, &err);
+  kh_metrics_reload("ticket_keys", k != NULL);
   if (k == NULL) {
     kh_log(KH_LOG_ERROR, "new ticket keys refused, the previous keys stay: %s", err.msg);
     return;
@@ -160,7 +162,9 @@ static void reload(kh_rotation *r, watch *w) {
   kh_error err;
   w->dirty = 0;
   if (w->wd < 0) add_watch(r, w->name);
-  if (!kh_identity_store_reload(r->store, w->name, &err))
+  int ok = kh_identity_store_reload(r->store, w->name, &err);
+  kh_metrics_reload("identity", ok);
+  if (!ok)
     kh_log(KH_LOG_ERROR, "identity %s: new files refused, the previous identity stays: %s", w->name,
            err.msg);
 }

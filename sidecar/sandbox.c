@@ -93,6 +93,8 @@ static const char *const k_allowed[] = {
     "writev",
     "sendmsg",
     "recvmsg",
+    "recvfrom", /* the metrics listener (libmicrohttpd's recv/send) */
+    "sendto",
     "accept4",
     "shutdown",
     "getsockopt", /* SO_PEERCRED of callers */

@@ -21,6 +21,7 @@
 #include <openssl/x509v3.h>
 
 #include "kh_log.h"
+#include "cert_info.h"
 #include "kh_secret.h"
 
 #define KH_MAX_PEM_FILE (1u << 20) /* 1 MiB: far above any real chain */
@@ -34,6 +35,7 @@ struct kh_identity {
   kh_key *key;            /* behind key.h; never logged or returned */
   X509_STORE *trust;      /* from ca.crt */
   uint8_t leaf_fingerprint[KH_SHA256_LEN];
+  kh_cert_info cert;      /* the leaf's validity and serial */
   kh_noise_static *noise; /* the static X25519 key for secure channels */
   int refs;               /* kh_identity_ref / kh_identity_unref (atomic: any thread) */
   /* Attachments (kh_identity_attachment): written once under |attach_mu|,
@@ -214,6 +216,10 @@ kh_identity *kh_identity_load(const char *dir, kh_error *err) {
            "%s: leaf certificate has neither a spiffe:// URI SAN nor a DNS SAN", dir);
     goto fail;
   }
+  if (!kh_cert_info_get(leaf, &id->cert)) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: tls.crt: unreadable validity dates", dir);
+    goto fail;
+  }
   if (!fingerprint(leaf, id->leaf_fingerprint)) {
     kh_err(err, KH_ERR_INTERNAL, "%s: cannot hash leaf certificate", dir);
     goto fail;
@@ -275,6 +281,10 @@ X509 *kh_identity_leaf(const kh_identity *id) {
 
 X509_STORE *kh_identity_trust(const kh_identity *id) {
   return id->trust;
+}
+
+const kh_cert_info *kh_identity_cert_info(const kh_identity *id) {
+  return &id->cert;
 }
 
 const uint8_t *kh_identity_fingerprint(const kh_identity *id) {
@@ -358,7 +368,8 @@ kh_identity_store *kh_identity_store_load(const char *dir, kh_error *err) {
         ok = 0;
       } else {
         store->ids[store->count++] = id;
-        kh_log(KH_LOG_INFO, "identity loaded dir=%s name=%s", names[i], kh_identity_name(id));
+        kh_log(KH_LOG_INFO, "identity loaded dir=%s name=%s serial=%s not_after=%s", names[i],
+               kh_identity_name(id), id->cert.serial, id->cert.not_after_text);
       }
     }
     free(names[i]);
@@ -455,10 +466,10 @@ int kh_identity_store_reload(kh_identity_store *store, const char *name, kh_erro
   }
   pthread_mutex_unlock(&store->mu);
   kh_identity_unref(old); /* in-flight handshakes keep their reference */
-  if (added)
-    kh_log(KH_LOG_INFO, "identity added dir=%s name=%s", name, kh_identity_name(id));
-  else
-    kh_log(KH_LOG_INFO, "identity %s dir=%s name=%s",
-           same ? "reloaded (same certificate)" : "rotated", name, kh_identity_name(id));
+  kh_log(KH_LOG_INFO, "identity %s dir=%s name=%s serial=%s not_after=%s",
+         added  ? "added"
+         : same ? "reloaded (same certificate)"
+                : "rotated",
+         name, kh_identity_name(id), id->cert.serial, id->cert.not_after_text);
   return 1;
 }

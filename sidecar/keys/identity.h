@@ -15,6 +15,7 @@
 #include <openssl/base.h>
 #include <openssl/x509.h>
 
+#include "cert_info.h"
 #include "key.h"
 #include "kh_error.h"
 #include "kh_tls.h"
@@ -55,6 +56,8 @@ X509 *kh_identity_leaf(const kh_identity *id);
 X509_STORE *kh_identity_trust(const kh_identity *id);
 /* SHA-256 of the leaf's DER (KH_SHA256_LEN bytes, borrowed). */
 const uint8_t *kh_identity_fingerprint(const kh_identity *id);
+/* The leaf certificate's validity period and serial (cert_info.h). */
+const kh_cert_info *kh_identity_cert_info(const kh_identity *id);
 
 kh_key_type kh_identity_key_type(const kh_identity *id);
 

@@ -22,6 +22,7 @@ static const limit_def defs[] = {
     L(preface_timeout_ms, 10, 60000, 2000),
     L(idle_timeout_ms, 100, 86400000, 300000),
     L(drain_timeout_ms, 100, 600000, 5000),
+    L(cert_expiry_warning_hours, 1, 87600, 168),
 };
 #undef L
 #define N_DEFS (sizeof(defs) / sizeof(defs[0]))

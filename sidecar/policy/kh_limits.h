@@ -27,6 +27,8 @@ typedef struct {
   unsigned idle_timeout_ms;
   /* After SIGTERM keyholdd exits within this time, whatever is in flight. */
   unsigned drain_timeout_ms;
+  /* A certificate this close to its notAfter gets a warning log line. */
+  unsigned cert_expiry_warning_hours;
 } kh_limits;
 
 #define KH_FEW_CONNECTIONS 4u

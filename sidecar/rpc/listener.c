@@ -470,28 +470,27 @@ int kh_listener_start(kh_listener *l, grpc_server *server, const kh_listener_con
   return 1;
 }
 
-/* parse_tcp: "tcp://HOST:PORT" into |ss|; is HOST loopback? */
-static int parse_tcp(const char *addr, struct sockaddr_storage *ss, socklen_t *len, int *loopback,
-                     kh_error *err) {
+int kh_parse_tcp_addr(const char *flag, const char *addr, struct sockaddr_storage *ss,
+                      socklen_t *len, int *loopback, kh_error *err) {
   if (strncmp(addr, "tcp://", 6) != 0)
-    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "--listen %.100s: expected tcp://HOST:PORT", addr);
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s %.100s: expected tcp://HOST:PORT", flag, addr);
   const char *host = addr + 6, *colon = strrchr(host, ':');
   char h[64];
   size_t hl = colon ? (size_t)(colon - host) : 0;
   if (colon == NULL || hl == 0 || hl >= sizeof(h))
-    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "--listen %.100s: expected tcp://HOST:PORT", addr);
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s %.100s: expected tcp://HOST:PORT", flag, addr);
   memcpy(h, host, hl);
   h[hl] = '\0';
   char *end;
   long port = strtol(colon + 1, &end, 10);
   if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535)
-    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "--listen %.100s: bad port", addr);
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s %.100s: bad port", flag, addr);
   memset(ss, 0, sizeof(*ss));
   if (h[0] == '[' && h[hl - 1] == ']') {
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
     h[hl - 1] = '\0';
     if (inet_pton(AF_INET6, h + 1, &s6->sin6_addr) != 1)
-      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "--listen %.100s: bad IPv6 address", addr);
+      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s %.100s: bad IPv6 address", flag, addr);
     s6->sin6_family = AF_INET6;
     s6->sin6_port = htons((uint16_t)port);
     *loopback = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
@@ -501,7 +500,7 @@ static int parse_tcp(const char *addr, struct sockaddr_storage *ss, socklen_t *l
   struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
   if (inet_pton(AF_INET, h, &s4->sin_addr) != 1)
     return kh_err(err, KH_ERR_INVALID_ARGUMENT,
-                  "--listen %.100s: HOST must be an IPv4 or [IPv6] address, not a name", addr);
+                  "%s %.100s: HOST must be an IPv4 or [IPv6] address, not a name", flag, addr);
   s4->sin_family = AF_INET;
   s4->sin_port = htons((uint16_t)port);
   *loopback = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
@@ -514,7 +513,7 @@ int kh_listener_add_tcp(kh_listener *l, const char *addr, int allow_remote, unsi
   struct sockaddr_storage ss;
   socklen_t len;
   int loopback = 0;
-  if (!parse_tcp(addr, &ss, &len, &loopback, err)) return 0;
+  if (!kh_parse_tcp_addr("--listen", addr, &ss, &len, &loopback, err)) return 0;
   if (!loopback && !allow_remote)
     return kh_err(err, KH_ERR_PERMISSION_DENIED,
                   "--listen %.100s: not a loopback address; callers there have no uid and only "

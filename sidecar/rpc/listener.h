@@ -8,6 +8,7 @@
 #define KH_LISTENER_H
 
 #include <grpc/grpc.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "caller.h"
@@ -19,6 +20,12 @@ typedef struct kh_listener kh_listener;
 /* kh_listener_open binds |path| (refusing a live socket, replacing a stale
  * one), sets its mode (|mode| < 0: 0660) and group (|gid| (gid_t)-1: keep). */
 KH_MUST_USE kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *err);
+
+/* kh_parse_tcp_addr parses "tcp://HOST:PORT" (HOST an IPv4 literal or a
+ * bracketed IPv6 one) into |ss|/|len| and says whether HOST is loopback;
+ * errors name |flag|. */
+KH_MUST_USE int kh_parse_tcp_addr(const char *flag, const char *addr, struct sockaddr_storage *ss,
+                                  socklen_t *len, int *loopback, kh_error *err);
 
 /* kh_listener_add_tcp also listens on |addr|, "tcp://HOST:PORT" with HOST
  * an IPv4 literal or a bracketed IPv6 one, for S2A clients that cannot

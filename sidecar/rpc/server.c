@@ -46,12 +46,13 @@
 #include "absl_tune.h"
 #include "budget.h"
 #include "kh_log.h"
+#include "metrics.h"
 #include "kh_secret.h"
 #include "workers.h"
 
 #define KH_MAX_SERVICES 8
 
-typedef enum { TAG_REQUEST, TAG_RECV, TAG_STATUS, TAG_CLOSE, TAG_SHUTDOWN } tag_kind;
+typedef enum { TAG_REQUEST, TAG_RECV, TAG_SEND, TAG_STATUS, TAG_CLOSE, TAG_SHUTDOWN } tag_kind;
 
 struct call;
 typedef struct {
@@ -72,7 +73,9 @@ typedef struct server {
   gpr_timespec last_trim;
   gpr_timespec last_call; /* when the last call took a slot */
   unsigned long calls_since_trim;
-  pthread_mutex_t mu; /* see the top of the file */
+  unsigned probes;          /* probe calls alive (service.h) */
+  struct call *probe_calls; /* probe calls alive, linked through next_probe */
+  pthread_mutex_t mu;       /* see the top of the file */
 } server;
 
 /* A burst of at least this many concurrent handshakes (or connections) is
@@ -103,7 +106,15 @@ typedef struct call {
   grpc_slice job_req;      /* the request being handled */
   kh_job job;              /* workers.h */
   grpc_slice status_details;
-  tag t_request, t_recv, t_status, t_close;
+  int probe;                 /* on srv->probe_calls, counted in srv->probes */
+  int got_request, watching; /* a probe's request came; its client half-closed */
+  int sending;               /* a pushed message is in flight */
+  long probe_deadline_ms;
+  int64_t admitted_ms;
+      /* when the call was admitted (metrics) */ /* a probe with no request by then is cut */
+  struct call *next_probe, **pprev_probe;
+  grpc_byte_buffer *push_buf;
+  tag t_request, t_recv, t_send, t_status, t_close;
 } call;
 
 static const char *local_name(const call *c) {
@@ -120,8 +131,18 @@ static void drop_session(call *c) {
   c->session = NULL;
 }
 
+static void unlink_probe(call *c) {
+  if (!c->probe) return;
+  *c->pprev_probe = c->next_probe;
+  if (c->next_probe) c->next_probe->pprev_probe = c->pprev_probe;
+  c->probe = 0;
+  c->srv->probes--;
+}
+
 static void call_free(call *c) {
   kh_budget_release(c->srv->budget, &c->slot);
+  unlink_probe(c);
+  if (c->push_buf) grpc_byte_buffer_destroy(c->push_buf);
   if (c->call) grpc_call_unref(c->call);
   if (c->recv_buf) grpc_byte_buffer_destroy(c->recv_buf);
   if (c->send_buf) grpc_byte_buffer_destroy(c->send_buf);
@@ -152,6 +173,7 @@ static void request_call(server *srv, int i) {
   c->svc = i >= 0 ? &srv->cfg->services[i] : NULL;
   c->t_request = (tag){c, TAG_REQUEST};
   c->t_recv = (tag){c, TAG_RECV};
+  c->t_send = (tag){c, TAG_SEND};
   c->t_status = (tag){c, TAG_STATUS};
   c->t_close = (tag){c, TAG_CLOSE};
   c->status_details = grpc_empty_slice();
@@ -223,7 +245,21 @@ static void add_send(call *c, grpc_op *ops, size_t *n, kh_buf *resp) {
 }
 
 /* finish sends an optional last message and the status. */
+/* count_call: the metrics line of a finished service call (not probes). */
+static void count_call(call *c, grpc_status_code code) {
+  if (c->svc == NULL || c->probe || c->svc->probe) return;
+  char service[100];
+  const char *m = c->svc->method + (c->svc->method[0] == '/'), *slash = strchr(m, '/');
+  snprintf(service, sizeof(service), "%.*s", slash ? (int)(slash - m) : (int)strlen(m), m);
+  const char *side = "-";
+  if (c->session != NULL && c->svc->is_server_side != NULL)
+    side = c->svc->is_server_side(c->session) ? "server" : "client";
+  double secs = c->admitted_ms ? (double)(kh_budget_now_ms() - c->admitted_ms) / 1000.0 : 0;
+  kh_metrics_call(service, side, kh_code_name((kh_code)code), local_name(c), secs);
+}
+
 static void finish(call *c, kh_buf *resp, grpc_status_code code, const char *details) {
+  count_call(c, code);
   grpc_op ops[3];
   size_t n = 0;
   add_initial_md(c, ops, &n);
@@ -280,6 +316,21 @@ static int admit_call(call *c) {
     finish(c, NULL, GRPC_STATUS_UNAVAILABLE, "connection credentials unavailable; reconnect");
     return 0;
   }
+  /* Probes (health checks) are open to every caller, outside the budget. */
+  if (c->svc->probe) {
+    if (srv->probes >= KH_MAX_PROBES) {
+      finish(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many health checks at once");
+      return 0;
+    }
+    srv->probes++;
+    c->probe = 1;
+    c->probe_deadline_ms = kh_budget_now_ms() + (long)srv->cfg->limits->handshake_timeout_ms;
+    c->next_probe = srv->probe_calls;
+    if (c->next_probe) c->next_probe->pprev_probe = &c->next_probe;
+    c->pprev_probe = &srv->probe_calls;
+    srv->probe_calls = c;
+    return 1;
+  }
   /* A caller the policy grants nothing is refused before any request is
    * read: the answer is the same whatever identity it would have asked for. */
   if (!admitted) {
@@ -295,6 +346,7 @@ static int admit_call(call *c) {
   }
   srv->calls_since_trim++;
   srv->last_call = gpr_now(GPR_CLOCK_MONOTONIC);
+  c->admitted_ms = kh_budget_now_ms();
   return 1;
 }
 
@@ -393,7 +445,10 @@ static void rebudget(call *c) {
 static void complete_request(call *c, kh_rpc_outcome out, kh_buf *resp, const kh_error *err) {
   if (out == KH_RPC_CONTINUE) rebudget(c);
   if (c->closed) {
-    if (c->cancel_log_deferred && out == KH_RPC_CONTINUE) log_cancelled(c, "client went away");
+    if (c->cancel_log_deferred && out == KH_RPC_CONTINUE) {
+      log_cancelled(c, "client went away");
+      count_call(c, GRPC_STATUS_CANCELLED);
+    }
   } else {
     switch (out) {
       case KH_RPC_CONTINUE: continue_call(c, resp); break;
@@ -437,6 +492,11 @@ static void on_recv(call *c, int ok) {
     c->send_buf = NULL;
   }
   if (!ok || c->status_sent) return; /* call cancelled: CLOSE will tidy up */
+  if (c->recv_buf == NULL && c->svc->watch != NULL && c->got_request) {
+    c->watching = 1; /* the client has said all it says; pushes follow */
+    return;
+  }
+  if (c->recv_buf != NULL) c->got_request = 1;
   if (c->recv_buf == NULL) {
     /* The client half-closed before the handshake finished. */
     log_cancelled(c, "client closed the stream");
@@ -469,11 +529,13 @@ static void on_recv(call *c, int ok) {
 /* on_close only marks a busy call: its worker logs and frees it. */
 static void on_close(call *c) {
   c->closed = 1;
+  unlink_probe(c);
+  if (c->svc != NULL && c->svc->probe) return; /* not a handshake: nothing to log */
   if (!c->cancelled || c->status_sent) return;
   if (c->busy)
     c->cancel_log_deferred = 1;
   else
-    log_cancelled(c, "client went away");
+    log_cancelled(c, "client went away"), count_call(c, GRPC_STATUS_CANCELLED);
 }
 
 static void dispatch(tag *t, int ok) {
@@ -482,6 +544,11 @@ static void dispatch(tag *t, int ok) {
   switch (t->kind) {
     case TAG_REQUEST: on_new_call(c, ok); break;
     case TAG_RECV: on_recv(c, ok); break;
+    case TAG_SEND:
+      c->sending = 0;
+      if (c->push_buf) grpc_byte_buffer_destroy(c->push_buf);
+      c->push_buf = NULL;
+      break;
     case TAG_STATUS:
       if (c->send_buf) {
         grpc_byte_buffer_destroy(c->send_buf);
@@ -544,6 +611,33 @@ static void maybe_trim(server *srv, gpr_timespec now) {
   kh_listener_stats(srv->listener, &open, &conn_peak, 1);
 }
 
+/* tend_probes (srv->mu held): a probe call whose request has not come
+ * within handshake_timeout_ms is cut (KH_MAX_PROBES stalled clients would
+ * otherwise block every health check); each streaming call's news is sent,
+ * at most one message in flight per call. */
+static void tend_probes(server *srv) {
+  long now = kh_budget_now_ms();
+  for (call *c = srv->probe_calls; c != NULL; c = c->next_probe) {
+    if (c->status_sent || c->closed || c->busy) continue;
+    if (!c->got_request && now > c->probe_deadline_ms) {
+      finish(c, NULL, GRPC_STATUS_DEADLINE_EXCEEDED, "no health check request in time");
+      continue;
+    }
+    if (!c->watching || c->sending) continue;
+    kh_buf resp = KH_BUF_INIT;
+    if (!c->svc->watch(c->session, &resp)) {
+      kh_buf_free(&resp);
+      continue;
+    }
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_MESSAGE;
+    c->push_buf = take_response(&resp);
+    op.data.send_message.send_message = c->push_buf;
+    c->sending = start_batch(c, &op, 1, &c->t_send);
+  }
+}
+
 static void loop_tick(server *srv, gpr_timespec *last) {
   gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
   if (gpr_time_cmp(gpr_time_sub(now, *last), gpr_time_from_millis(90, GPR_TIMESPAN)) < 0) return;
@@ -551,6 +645,8 @@ static void loop_tick(server *srv, gpr_timespec *last) {
   pthread_mutex_lock(&srv->mu);
   kh_budget_expire(srv->budget, kh_budget_now_ms(), cut_expired);
   maybe_trim(srv, now);
+  tend_probes(srv);
+  kh_metrics_set_in_flight(kh_budget_in_flight(srv->budget));
   pthread_mutex_unlock(&srv->mu);
   if (srv->cfg->tick) srv->cfg->tick(srv->cfg->tick_arg);
 }

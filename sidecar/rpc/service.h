@@ -37,6 +37,16 @@ typedef struct {
   /* Has the session started a server-side handshake? (Its slot then moves
    * to the process's server-side budget.) NULL: never. */
   int (*is_server_side)(const void *session);
+  /* A probe (health checks): open to every caller that reaches the socket,
+   * granted or not, and outside the handshake budget and deadline; at most
+   * KH_MAX_PROBES such calls at once. */
+  int probe;
+  /* A server-streaming method: the call stays open after the client
+   * half-closes, and watch() is called from the event loop about every
+   * 100 ms; returning 1 with |resp| filled sends it. NULL: not streaming. */
+  int (*watch)(void *session, kh_buf *resp);
 } kh_service;
+
+#define KH_MAX_PROBES 64
 
 #endif /* KH_SERVICE_H */
