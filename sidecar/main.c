@@ -22,6 +22,7 @@
 #include "metrics_http.h"
 #include "listener.h"
 #include "policy.h"
+#include "policy_reload.h"
 #include "rotation.h"
 #include "sandbox.h"
 #include "s2a_v1.h"
@@ -31,7 +32,8 @@
 #include "status.h"
 
 static volatile sig_atomic_t g_stop;
-static volatile sig_atomic_t g_reload; /* SIGHUP */
+static volatile sig_atomic_t g_reload;        /* SIGHUP: identities */
+static volatile sig_atomic_t g_policy_reload; /* SIGHUP: the policy file */
 static int g_sandbox_failed;
 static int g_sandbox_on;
 static volatile int g_drained; /* set once everything is released */
@@ -57,7 +59,7 @@ static void *watchdog(void *arg) {
 
 static void on_signal(int sig) {
   if (sig == SIGHUP)
-    g_reload = 1;
+    g_reload = g_policy_reload = 1;
   else
     g_stop = 1;
 }
@@ -168,7 +170,10 @@ static int sandbox_selftest(const char *what, int sandbox) {
 
 /* admit_uid: at accept time, could the grants give this caller anything? */
 static int admit_uid(void *arg, const kh_caller *c) {
-  return kh_authz_admits((const kh_grants *)arg, c);
+  const kh_grants *g = kh_policy_slot_get(arg);
+  int admits = kh_authz_admits(g, c);
+  kh_policy_slot_put(g);
+  return admits;
 }
 
 /* What the event loop does about every 100 ms besides serving. */
@@ -176,6 +181,7 @@ typedef struct {
   kh_rotation *rotation; /* NULL: live rotation off */
   kh_resume *resume;
   kh_status *status;
+  kh_policy_reload *policy; /* NULL: built-in policy */
 } housekeeping;
 
 static void tick(void *arg) {
@@ -183,6 +189,7 @@ static void tick(void *arg) {
   kh_resume_sweep(hk->resume);
   if (hk->rotation) kh_rotation_tick(hk->rotation);
   kh_status_refresh(hk->status, 0);
+  if (hk->policy) kh_policy_reload_tick(hk->policy);
 }
 
 #define KH_MAX_WORKERS 16
@@ -283,24 +290,6 @@ static int apply_settings(kh_config *cfg, const flags *f, kh_error *err) {
   return 1;
 }
 
-/* check_rules_exist: every identity the grants name must be loaded. */
-static int check_rules_exist(const kh_config *cfg, const kh_grants *g,
-                             const kh_identity_store *store, kh_error *err) {
-  for (size_t i = 0; i < g->n_rules; i++) {
-    const char *name = g->rules[i].name;
-    if (strcmp(name, "*") == 0) continue;
-    size_t j = 0;
-    while (j < kh_identity_store_count(store) &&
-           strcmp(kh_identity_dir_name(kh_identity_store_get(store, j)), name) != 0)
-      j++;
-    if (j == kh_identity_store_count(store))
-      return kh_err(err, KH_ERR_NOT_FOUND, "%s:%u:3: identities.%.60s: no such identity in %.200s",
-                    cfg->file ? cfg->file : "policy", g->rules[i].line, name,
-                    kh_identity_store_dir(store));
-  }
-  return 1;
-}
-
 /* init_log: the flags beat KEYHOLD_LOG_LEVEL / KEYHOLD_LOG_FORMAT; an
  * unknown name is refused with the accepted ones (0: exit 2). --check-config
  * logs warnings and errors only unless a level is given. */
@@ -336,7 +325,7 @@ static int check_config(const char *file, const char *ids_dir) {
   int ok = 1;
   if (ids_dir != NULL) {
     store = kh_identity_store_load(ids_dir, &err);
-    ok = store != NULL && check_rules_exist(&cfg, g, store, &err);
+    ok = store != NULL && kh_policy_check_identities(cfg.file, g, store, &err);
     if (!ok) fprintf(stderr, "%s\n", err.msg);
   }
   if (ok)
@@ -438,6 +427,8 @@ int main(int argc, char **argv) {
   kh_listener *listener = NULL;
   kh_metrics_http *metrics = NULL;
   kh_status *status = NULL;
+  kh_policy_slot *policy = NULL;
+  kh_policy_reload *policy_reload = NULL;
   pthread_t watchdog_thread;
   int watchdog_started = 0;
   int rc = 2;
@@ -467,7 +458,7 @@ int main(int argc, char **argv) {
   }
   if (!apply_settings(&conf, &given, &err) ||
       (store = kh_identity_store_load(ids_dir, &err)) == NULL ||
-      !check_rules_exist(&conf, grants, store, &err)) {
+      !kh_policy_check_identities(conf.file, grants, store, &err)) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
     goto out;
   }
@@ -516,8 +507,16 @@ int main(int argc, char **argv) {
            where);
   }
   /* The services keyholdd serves, each behind rpc/service.h. */
-  kh_s2a_env env = {.store = store, .grants = grants, .resume = resume, .ticket_keys = &tickets};
-  kh_channel_env channel_env = {.store = store, .grants = grants};
+  policy = kh_policy_slot_new(grants);
+  grants = NULL; /* the slot's now */
+  if (policy == NULL ||
+      (conf.file != NULL &&
+       (policy_reload = kh_policy_reload_new(&conf, policy, store, &g_policy_reload)) == NULL)) {
+    fprintf(stderr, "keyholdd: out of memory\n");
+    goto out;
+  }
+  kh_s2a_env env = {.store = store, .policy = policy, .resume = resume, .ticket_keys = &tickets};
+  kh_channel_env channel_env = {.store = store, .policy = policy};
   static const char *const service_names[] = {"s2a.proto.S2AService",    "s2a.proto.v2.S2AService",
                                               "grpc.gcp.s2a.S2AService", "keyhold.v1.SecureChannel",
                                               "grpc.health.v1.Health",   NULL};
@@ -535,7 +534,8 @@ int main(int argc, char **argv) {
   char describe[300];
   snprintf(describe, sizeof(describe), "with %zu identities, policy %s",
            kh_identity_store_count(store), conf.file ? conf.file : "built-in (own uid only)");
-  housekeeping hk = {.rotation = rotation, .resume = resume, .status = status};
+  housekeeping hk = {
+      .rotation = rotation, .resume = resume, .status = status, .policy = policy_reload};
   kh_server_config cfg = {.socket_path = socket_path,
                           .describe = describe,
                           .listener = listener,
@@ -543,7 +543,7 @@ int main(int argc, char **argv) {
                           .n_services = sizeof(services) / sizeof(services[0]),
                           .limits = &conf.limits,
                           .admit = admit_uid,
-                          .admit_arg = grants,
+                          .admit_arg = policy,
                           .workers = (unsigned)workers,
                           .after_listen = after_listen,
                           .tick = tick,
@@ -587,6 +587,8 @@ out:
   kh_ticket_keys_unref(tickets);
   kh_identity_store_free(store);
   kh_grants_free(grants);
+  kh_policy_reload_free(policy_reload);
+  kh_policy_slot_free(policy);
   kh_config_cleanup(&conf);
   if (watchdog_started) {
     __atomic_store_n(&g_drained, 1, __ATOMIC_RELEASE);

@@ -109,6 +109,7 @@ static const char *const k_allowed[] = {
     "fstat",
     "lseek",
     "getdents64",
+    "readlinkat", /* NSS (getpwnam for a reloaded policy) resolves /lib */
     "inotify_add_watch",
     "inotify_rm_watch",
     /* The socket file is removed at shutdown. */

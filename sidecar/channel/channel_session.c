@@ -37,6 +37,7 @@ typedef enum { ST_START, ST_RUNNING, ST_DONE } state;
 
 struct kh_channel_session {
   const kh_channel_env *env;
+  const kh_grants *grants; /* the policy as the call started (NULL: none) */
   kh_caller caller;
   state st;
   int initiator;
@@ -57,6 +58,7 @@ kh_channel_session *kh_channel_session_new(const kh_channel_env *env, const kh_c
   kh_channel_session *s = calloc(1, sizeof(*s));
   if (s == NULL) return NULL;
   s->env = env;
+  s->grants = kh_policy_slot_get(env->policy);
   s->caller = *caller;
   snprintf(s->local_name, sizeof(s->local_name), "-");
   snprintf(s->peer_name, sizeof(s->peer_name), "-");
@@ -69,6 +71,7 @@ void kh_channel_session_free(kh_channel_session *s) {
   kh_identity_unref(s->identity);
   for (size_t i = 0; i < s->n_expect; i++) free(s->expect[i]);
   kh_verified_peer_free(&s->peer);
+  kh_policy_slot_put(s->grants);
   free(s);
 }
 
@@ -127,27 +130,27 @@ static int refuse(const kh_channel_session *s, const char *asked, kh_error *err)
 static int choose_identity(kh_channel_session *s, const char *name, char *const *tokens,
                            size_t n_tokens, kh_error *err) {
   const char *const *t = (const char *const *)tokens;
-  if (name[0] == '\0' && s->env->grants != NULL) {
+  if (name[0] == '\0' && s->grants != NULL) {
     const char *def =
-        kh_authz_default_identity(s->env->grants, &s->caller, t, n_tokens, KH_OP_SECURE_CHANNEL);
+        kh_authz_default_identity(s->grants, &s->caller, t, n_tokens, KH_OP_SECURE_CHANNEL);
     if (def != NULL) s->identity = kh_identity_store_find_dir_ref(s->env->store, def);
   }
   if (s->identity == NULL) {
     s->identity = kh_identity_store_find_ref(s->env->store, name, err);
     if (s->identity == NULL) {
       /* Only keyholdd's own uid learns which identities exist. */
-      if (s->env->grants != NULL && s->caller.uid != getuid()) refuse(s, name, err);
+      if (s->grants != NULL && s->caller.uid != getuid()) refuse(s, name, err);
       return 0;
     }
   }
   snprintf(s->local_name, sizeof(s->local_name), "%s", kh_identity_name(s->identity));
   const char *dir = kh_identity_dir_name(s->identity);
-  if (s->env->grants == NULL) {
+  if (s->grants == NULL) {
     s->grant = (kh_grant){.identity = dir, .op = KH_OP_SECURE_CHANNEL};
     return 1;
   }
-  if (!kh_authz_decide(s->env->grants, &s->caller, t, n_tokens, KH_OP_SECURE_CHANNEL, dir,
-                       &s->grant, err))
+  if (!kh_authz_decide(s->grants, &s->caller, t, n_tokens, KH_OP_SECURE_CHANNEL, dir, &s->grant,
+                       err))
     return refuse(s, name, err);
   return 1;
 }

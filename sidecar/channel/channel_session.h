@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "authz.h"
+#include "policy_slot.h"
 #include "caller.h"
 #include "identity.h"
 #include "kh_buf.h"
@@ -26,7 +27,7 @@ typedef struct kh_channel_session kh_channel_session;
 /* What sessions share; borrowed, outlives them. */
 typedef struct {
   const kh_identity_store *store;
-  const kh_grants *grants; /* NULL: no authorization (tests, fuzzing only) */
+  kh_policy_slot *policy; /* NULL: no authorization (tests, fuzzing only) */
 } kh_channel_env;
 
 KH_MUST_USE kh_channel_session *kh_channel_session_new(const kh_channel_env *env,

@@ -27,8 +27,13 @@ kh_grants *kh_grants_builtin(uid_t self) {
   return g;
 }
 
+kh_grants *kh_grants_ref(kh_grants *g) {
+  if (g != NULL) __atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
+  return g;
+}
+
 void kh_grants_free(kh_grants *g) {
-  if (g == NULL) return;
+  if (g == NULL || __atomic_fetch_sub(&g->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
   for (size_t i = 0; i < g->n_rules; i++) {
     kh_grant_rule *r = &g->rules[i];
     free(r->name);

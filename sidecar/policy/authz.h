@@ -41,12 +41,16 @@ typedef struct {
 typedef struct {
   kh_grant_rule *rules;
   size_t n_rules;
+  int refs; /* references beyond the first (kh_grants_ref), atomic */
 } kh_grants;
 
 /* kh_grants_builtin: the secure default: only |self| may use any identity. */
 KH_MUST_USE kh_grants *kh_grants_builtin(uid_t self);
 
-/* kh_grants_free wipes the token digests and frees |g| (NULL is fine). */
+/* kh_grants_ref adds a reference (any thread); |g| may be NULL. */
+kh_grants *kh_grants_ref(kh_grants *g);
+/* kh_grants_free drops a reference; the last one wipes the token digests
+ * and frees |g| (NULL is fine). */
 void kh_grants_free(kh_grants *g);
 
 /* What a caller asks to do with an identity, and the grant of the policy's

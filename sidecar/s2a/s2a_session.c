@@ -62,7 +62,7 @@ kh_s2a_session *kh_s2a_session_new(const kh_s2a_env *env, const kh_caller *calle
   if (s == NULL) return NULL;
   s->env = env;
   s->store = env->store;
-  s->grants = env->grants;
+  s->grants = kh_policy_slot_get(env->policy);
   if (caller != NULL) s->caller = *caller;
   snprintf(s->local_name, sizeof(s->local_name), "-");
   snprintf(s->peer_name, sizeof(s->peer_name), "-");
@@ -74,6 +74,7 @@ void kh_s2a_session_free(kh_s2a_session *s) {
   if (s == NULL) return;
   kh_tls_engine_free(s->engine);
   kh_identity_unref(s->identity);
+  kh_policy_slot_put(s->grants);
   free(s);
 }
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "authz.h"
+#include "policy_slot.h"
 #include "caller.h"
 #include "identity.h"
 #include "kh_buf.h"
@@ -27,7 +28,7 @@ typedef struct kh_s2a_session kh_s2a_session;
 /* What sessions share; everything is borrowed and outlives the sessions. */
 typedef struct {
   const kh_identity_store *store;
-  const kh_grants *grants;            /* NULL: no authorization (tests, fuzzing only) */
+  kh_policy_slot *policy;             /* NULL: no authorization (tests, fuzzing only) */
   kh_resume *resume;                  /* NULL: no client-side resumption */
   kh_ticket_keys *const *ticket_keys; /* current server ticket keys; NULL: none */
 } kh_s2a_env;

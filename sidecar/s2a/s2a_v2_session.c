@@ -27,8 +27,9 @@ struct kh_s2a_v2_session {
   const kh_s2a_env *env;
   kh_caller caller;
   kh_v2_dialect dialect;
-  kh_identity *identity; /* the stream's identity once chosen (our reference) */
-  char asked[256];       /* the local identity as the request named it */
+  const kh_grants *grants; /* the policy as the stream started (NULL: none) */
+  kh_identity *identity;   /* the stream's identity once chosen (our reference) */
+  char asked[256];         /* the local identity as the request named it */
   char local_name[512];
   char peer_name[512];
 };
@@ -39,6 +40,7 @@ kh_s2a_v2_session *kh_s2a_v2_session_new(const kh_s2a_env *env, const kh_caller 
   if (s == NULL) return NULL;
   s->env = env;
   s->dialect = dialect;
+  s->grants = kh_policy_slot_get(env->policy);
   if (caller != NULL) s->caller = *caller;
   snprintf(s->local_name, sizeof(s->local_name), "-");
   snprintf(s->peer_name, sizeof(s->peer_name), "-");
@@ -48,6 +50,7 @@ kh_s2a_v2_session *kh_s2a_v2_session_new(const kh_s2a_env *env, const kh_caller 
 void kh_s2a_v2_session_free(kh_s2a_v2_session *s) {
   if (s == NULL) return;
   kh_identity_unref(s->identity);
+  kh_policy_slot_put(s->grants);
   free(s);
 }
 
@@ -150,9 +153,9 @@ static int choose_identity(kh_s2a_v2_session *s, const kh_v2_req *r, kh_error *e
   }
   if (name[0] == '\0' && s->identity != NULL) return 1;
   /* No name: the one identity the policy grants this caller for this. */
-  const char *def = name[0] == '\0' && s->env->grants != NULL
-                        ? kh_authz_default_identity(s->env->grants, &s->caller, r->tokens,
-                                                    r->n_tokens, operation(r->kind))
+  const char *def = name[0] == '\0' && s->grants != NULL
+                        ? kh_authz_default_identity(s->grants, &s->caller, r->tokens, r->n_tokens,
+                                                    operation(r->kind))
                         : NULL;
   kh_identity *by_policy = def ? kh_identity_store_find_dir_ref(s->env->store, def) : NULL;
   if (by_policy != NULL) {
@@ -165,7 +168,7 @@ static int choose_identity(kh_s2a_v2_session *s, const kh_v2_req *r, kh_error *e
   kh_identity *id = kh_identity_store_find_ref(s->env->store, name, err);
   if (id == NULL) {
     /* Only keyholdd's own uid learns which identities exist. */
-    if (s->env->grants != NULL && s->caller.uid != getuid()) refuse(s, r, err);
+    if (s->grants != NULL && s->caller.uid != getuid()) refuse(s, r, err);
     return 0;
   }
   kh_identity_unref(s->identity);
@@ -178,11 +181,11 @@ static int choose_identity(kh_s2a_v2_session *s, const kh_v2_req *r, kh_error *e
 static int authorize(kh_s2a_v2_session *s, const kh_v2_req *r, kh_grant *grant, kh_error *err) {
   const char *dir = kh_identity_dir_name(s->identity);
   kh_operation op = operation(r->kind);
-  if (s->env->grants == NULL) {
+  if (s->grants == NULL) {
     *grant = (kh_grant){.identity = dir, .op = op};
     return 1;
   }
-  if (!kh_authz_decide(s->env->grants, &s->caller, r->tokens, r->n_tokens, op, dir, grant, err))
+  if (!kh_authz_decide(s->grants, &s->caller, r->tokens, r->n_tokens, op, dir, grant, err))
     return refuse(s, r, err);
   return 1;
 }

@@ -251,14 +251,15 @@ static kh_s2a_outcome start_with_grants(const char *policy, uid_t uid, int suite
   kh_grants *g = kh_policy_parse("p.yaml", policy, strlen(policy), &cfg, err);
   ck_assert_msg(g != NULL, "%s", err->msg);
   kh_caller caller = {.uid = uid, .gid = uid};
-  kh_s2a_session *c = kh_s2a_session_new(&(kh_s2a_env){.store = g_store, .grants = g}, &caller);
+  kh_policy_slot *slot = kh_policy_slot_new(g);
+  kh_s2a_session *c = kh_s2a_session_new(&(kh_s2a_env){.store = g_store, .policy = slot}, &caller);
   kh_buf req = KH_BUF_INIT, resp = KH_BUF_INIT;
   client_start(&req, "spiffe://example.org/client", NULL, suite);
   kh_s2a_outcome got = kh_s2a_session_handle(c, req.data, req.len, &resp, err);
   kh_buf_free(&req);
   kh_buf_free(&resp);
   kh_s2a_session_free(c);
-  kh_grants_free(g);
+  kh_policy_slot_free(slot);
   kh_config_cleanup(&cfg);
   return got;
 }

@@ -47,13 +47,15 @@ static void teardown(void) {
 typedef struct {
   kh_s2a_v2_session *s;
   kh_s2a_env env;
+  kh_policy_slot *slot; /* NULL: no grants */
   kh_buf resp;
   S2a__Proto__V2__SessionResp *m;
 } stream;
 
 static void open_stream(stream *st, const kh_grants *grants, kh_ticket_keys **keys) {
   memset(st, 0, sizeof(*st));
-  st->env = (kh_s2a_env){.store = g_store, .grants = grants, .ticket_keys = keys};
+  st->slot = grants ? kh_policy_slot_new(kh_grants_ref((kh_grants *)grants)) : NULL;
+  st->env = (kh_s2a_env){.store = g_store, .policy = st->slot, .ticket_keys = keys};
   kh_caller c = {.uid = 4242, .gid = 4242, .pid = 1};
   st->s = kh_s2a_v2_session_new(&st->env, &c, KH_V2_DIALECT_S2A);
   ck_assert_ptr_nonnull(st->s);
@@ -63,6 +65,7 @@ static void close_stream(stream *st) {
   if (st->m) s2a__proto__v2__session_resp__free_unpacked(st->m, NULL);
   kh_buf_free(&st->resp);
   kh_s2a_v2_session_free(st->s);
+  kh_policy_slot_free(st->slot);
 }
 
 static S2a__Proto__V2__Identity spiffe(const char *name) {
