@@ -447,7 +447,14 @@ int main(int argc, char **argv) {
   socket_path = conf.socket_path;
   ids_dir = conf.identities_dir;
   ticket_file = conf.ticket_keys_file;
-  if (socket_path == NULL || ids_dir == NULL) {
+  /* systemd socket activation: the socket is the .socket unit's. */
+  int activated = sd_listen_fds(1);
+  if (activated > 1) {
+    fprintf(stderr, "keyholdd: socket activation passed %d sockets; keyholdd takes one\n",
+            activated);
+    goto out;
+  }
+  if ((socket_path == NULL && activated <= 0) || ids_dir == NULL) {
     fprintf(stderr, "keyholdd: %s\n",
             socket_path == NULL
                 ? "no socket: give --socket PATH, KEYHOLD_SOCKET or the policy's socket.path"
@@ -482,12 +489,17 @@ int main(int argc, char **argv) {
 
   /* The socket is bound (and given its group) before capabilities go. */
   rc = 1;
-  listener = kh_listener_open(socket_path, conf.socket_mode,
-                              conf.has_socket_gid ? conf.socket_gid : (gid_t)-1, &err);
+  listener = activated == 1
+                 ? kh_listener_adopt(SD_LISTEN_FDS_START, socket_path, &err)
+                 : kh_listener_open(socket_path, conf.socket_mode,
+                                    conf.has_socket_gid ? conf.socket_gid : (gid_t)-1, &err);
   if (listener == NULL) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
     goto out;
   }
+  socket_path = kh_listener_path(listener);
+  int owns_path = kh_listener_owns_path(listener);
+  if (!owns_path) kh_log(KH_LOG_INFO, "socket %s from systemd (socket activation)", socket_path);
   unsigned tcp_port = 0;
   if (listen_tcp != NULL && listen_tcp[0] != '\0') {
     if (!kh_listener_add_tcp(listener, listen_tcp, allow_remote, &tcp_port, &err)) {
@@ -574,9 +586,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "keyholdd: %s\n", err.msg);
     goto out;
   }
+  kh_log(KH_LOG_INFO, "stopped; socket %s %s", socket_path,
+         owns_path ? "removed" : "left to systemd");
   kh_listener_close(listener);
   listener = NULL;
-  kh_log(KH_LOG_INFO, "stopped; socket %s removed", socket_path);
   rc = g_sandbox_failed ? 1 : 0;
 out:
   kh_metrics_http_stop(metrics);

@@ -220,17 +220,14 @@ static size_t fd_table_size(void) {
   return n > (1u << 20) ? 1u << 20 : n;
 }
 
-kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *err) {
+/* listener_new: the listener for |path| with its lock taken, no socket yet. */
+static kh_listener *listener_new(const char *path, kh_error *err) {
   if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
     kh_err(err, KH_ERR_INVALID_ARGUMENT, "socket path too long: %s", path);
     return NULL;
   }
   int lock_fd = take_lock(path, err);
   if (lock_fd < 0) return NULL;
-  if (!prepare_path(path, err)) {
-    close(lock_fd);
-    return NULL;
-  }
   kh_listener *l = calloc(1, sizeof(*l));
   size_t n = fd_table_size();
   if (l == NULL || (l->path = strdup(path)) == NULL ||
@@ -246,6 +243,16 @@ kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *e
   l->fd = l->epfd = l->tcp_fd = -1;
   l->preface = l->grpc = (slot_list){-1, -1};
   pthread_mutex_init(&l->mu, NULL);
+  return l;
+}
+
+kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *err) {
+  kh_listener *l = listener_new(path, err);
+  if (l == NULL) return NULL;
+  if (!prepare_path(path, err)) {
+    kh_listener_close(l);
+    return NULL;
+  }
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   memcpy(sa.sun_path, path, strlen(path));
   /* Create the socket file with no access for anyone, then open it up to
@@ -273,6 +280,46 @@ kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *e
     return NULL;
   }
   return l;
+}
+
+kh_listener *kh_listener_adopt(int fd, const char *path, kh_error *err) {
+  struct sockaddr_un sa;
+  socklen_t len = sizeof(sa);
+  int type = 0, listening = 0;
+  socklen_t tl = sizeof(type), ll = sizeof(listening);
+  if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0 || sa.sun_family != AF_UNIX ||
+      getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM ||
+      getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) != 0 || !listening) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT,
+           "socket activation: fd %d is not a listening Unix stream socket", fd);
+    return NULL;
+  }
+  size_t plen = len > offsetof(struct sockaddr_un, sun_path)
+                    ? strnlen(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path))
+                    : 0;
+  if (path != NULL && (plen != strlen(path) || memcmp(sa.sun_path, path, plen) != 0)) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT,
+           "socket activation: the socket passed is %.*s, not --socket %s (ListenStream= and "
+           "--socket must agree)",
+           (int)plen, sa.sun_path, path);
+    return NULL;
+  }
+  char own[sizeof(sa.sun_path) + 1];
+  snprintf(own, sizeof(own), "%.*s", (int)plen, sa.sun_path);
+  kh_listener *l = listener_new(own, err);
+  if (l == NULL) return NULL;
+  l->fd = fd; /* systemd's: the socket file stays when keyholdd exits (bound = 0) */
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return l;
+}
+
+const char *kh_listener_path(const kh_listener *l) {
+  return l->path;
+}
+
+int kh_listener_owns_path(const kh_listener *l) {
+  return l->bound;
 }
 
 /* --- admission ------------------------------------------------------------ */

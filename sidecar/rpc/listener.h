@@ -21,6 +21,16 @@ typedef struct kh_listener kh_listener;
  * one), sets its mode (|mode| < 0: 0660) and group (|gid| (gid_t)-1: keep). */
 KH_MUST_USE kh_listener *kh_listener_open(const char *path, int mode, gid_t gid, kh_error *err);
 
+/* kh_listener_adopt takes a listening Unix socket from systemd (socket
+ * activation, sd_listen_fds): its mode and group are the .socket unit's; it
+ * stays in place when keyholdd exits. |path| (may be NULL) must be the
+ * socket's own path. */
+KH_MUST_USE kh_listener *kh_listener_adopt(int fd, const char *path, kh_error *err);
+/* kh_listener_path: the socket's path; kh_listener_owns_path: is it ours to
+ * remove at exit (not an adopted one)? */
+const char *kh_listener_path(const kh_listener *l);
+int kh_listener_owns_path(const kh_listener *l);
+
 /* kh_parse_tcp_addr parses "tcp://HOST:PORT" (HOST an IPv4 literal or a
  * bracketed IPv6 one) into |ss|/|len| and says whether HOST is loopback;
  * errors name |flag|. */
