@@ -20,6 +20,7 @@
 #include "health.h"
 #include "kh_log.h"
 #include "metrics_http.h"
+#include "notify.h"
 #include "listener.h"
 #include "policy.h"
 #include "policy_reload.h"
@@ -36,6 +37,7 @@ static volatile sig_atomic_t g_reload;        /* SIGHUP: identities */
 static volatile sig_atomic_t g_policy_reload; /* SIGHUP: the policy file */
 static int g_sandbox_failed;
 static int g_sandbox_on;
+static int g_notify_fd = -1;   /* $NOTIFY_SOCKET (notify.h) */
 static volatile int g_drained; /* set once everything is released */
 static unsigned g_drain_ms;
 
@@ -109,12 +111,13 @@ static void usage(FILE *f) {
  * before it serves: from here on keyholdd runs under the seccomp filter. A
  * failure stops the server before the first call; keyholdd then exits 1. */
 static void after_listen(void) {
-  /* systemd Type=notify: serving from here (a no-op without NOTIFY_SOCKET);
-   * before the filter, which would not let the notification socket open. */
-  sd_notify(0, "READY=1\nSTATUS=serving");
-  if (!g_sandbox_on) return;
+  /* systemd Type=notify: ready once serving under the sandbox; the
+   * notification socket was opened before the filter forbids it. */
   kh_error err;
-  if (kh_sandbox_apply(&err)) return;
+  if (!g_sandbox_on || kh_sandbox_apply(&err)) {
+    kh_notify_send(g_notify_fd, "READY=1\nSTATUS=serving");
+    return;
+  }
   kh_log(KH_LOG_ERROR, "%s; refusing to serve without the sandbox (--no-sandbox to override)",
          err.msg);
   g_sandbox_failed = 1;
@@ -577,6 +580,7 @@ int main(int argc, char **argv) {
   }
   /* Started with every signal blocked: the signals stay the main thread's. */
   g_drain_ms = conf.limits.drain_timeout_ms;
+  g_notify_fd = kh_notify_open();
   sigset_t all, old_mask;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old_mask);
@@ -592,6 +596,7 @@ int main(int argc, char **argv) {
   listener = NULL;
   rc = g_sandbox_failed ? 1 : 0;
 out:
+  kh_notify_close(g_notify_fd);
   kh_metrics_http_stop(metrics);
   kh_status_free(status);
   kh_listener_close(listener);

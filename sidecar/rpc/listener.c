@@ -405,8 +405,8 @@ static void on_accept(kh_listener *l, int fd, int tcp, long long now) {
   pthread_mutex_unlock(&l->mu);
   if (tcp)
     kh_log(KH_LOG_DEBUG, "connection over TCP (no uid: token grants only)");
-  else if (!admitted)
-    kh_log(KH_LOG_WARN, "connection from uid=%u gid=%u pid=%d: no identity is granted to it",
+  else if (!admitted) /* DEBUG: health probes come so; a refused call logs its own WARN */
+    kh_log(KH_LOG_DEBUG, "connection from uid=%u gid=%u pid=%d: no identity is granted to it",
            (unsigned)c.uid, (unsigned)c.gid, (int)c.pid);
   else
     kh_log(KH_LOG_DEBUG, "connection from uid=%u gid=%u pid=%d", (unsigned)c.uid, (unsigned)c.gid,

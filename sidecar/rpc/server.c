@@ -111,7 +111,7 @@ typedef struct call {
   int sending;               /* a pushed message is in flight */
   long probe_deadline_ms;
   int64_t admitted_ms;
-      /* when the call was admitted (metrics) */ /* a probe with no request by then is cut */
+  /* when the call was admitted (metrics) */ /* a probe with no request by then is cut */
   struct call *next_probe, **pprev_probe;
   grpc_byte_buffer *push_buf;
   tag t_request, t_recv, t_send, t_status, t_close;
