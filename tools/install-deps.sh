@@ -11,10 +11,15 @@ PKGS=(
   libssl-dev openssl libsodium-dev check libseccomp-dev libyaml-dev libcap-ng-dev
   curl nginx-light gnutls-bin iproute2 util-linux procps valgrind python3
   libjson-c-dev libcurl4-openssl-dev socat mosquitto mosquitto-clients mitmproxy
+  libmicrohttpd-dev libsystemd-dev help2man python3-grpcio python3-cryptography
+  systemd
+  nodejs npm
 )
 
 missing=()
 for p in "${PKGS[@]}"; do
+  # A nodejs that bundles npm (NodeSource's) conflicts with Debian's npm package.
+  if [ "$p" = npm ] && command -v npm >/dev/null; then continue; fi
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
     missing+=("$p")
   fi
