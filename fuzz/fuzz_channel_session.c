@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "binding.h"
-#include "channel_session.h"
+#include "fuzz_service.h"
+#include "secure_channel.h"
 #include "fuzz_pki.h"
 
 static kh_identity_store *g_store;
@@ -40,20 +41,8 @@ static void session(const uint8_t *data, size_t size) {
   static kh_channel_env env;
   env.store = g_store;
   kh_caller caller = {.uid = 1, .gid = 1, .pid = 1};
-  kh_channel_session *s = kh_channel_session_new(&env, &caller);
-  kh_buf resp = KH_BUF_INIT;
-  while (s != NULL && size >= 2) {
-    size_t n = ((size_t)data[0] << 8) | data[1];
-    data += 2, size -= 2;
-    if (n > size) n = size;
-    kh_error err;
-    kh_rpc_outcome o = kh_channel_session_handle(s, data, n, &resp, &err);
-    kh_buf_reset(&resp);
-    data += n, size -= n;
-    if (o != KH_RPC_CONTINUE) break;
-  }
-  kh_buf_free(&resp);
-  kh_channel_session_free(s);
+  kh_service svc = kh_secure_channel_service(&env);
+  kh_fuzz_service(&svc, &caller, data, size);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -9,7 +9,8 @@
 
 #include "fuzz_pki.h"
 #include "kh_log.h"
-#include "s2a_session.h"
+#include "fuzz_service.h"
+#include "s2a_v1.h"
 
 static kh_identity_store *g_store;
 
@@ -23,19 +24,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static kh_s2a_env env;
   env.store = g_store;
-  kh_s2a_session *s = kh_s2a_session_new(&env, NULL);
-  kh_buf resp = KH_BUF_INIT;
-  while (s != NULL && size >= 2) {
-    size_t n = ((size_t)data[0] << 8) | data[1];
-    data += 2, size -= 2;
-    if (n > size) n = size;
-    kh_error err;
-    kh_s2a_outcome o = kh_s2a_session_handle(s, data, n, &resp, &err);
-    kh_buf_reset(&resp);
-    data += n, size -= n;
-    if (o != KH_S2A_CONTINUE) break;
-  }
-  kh_buf_free(&resp);
-  kh_s2a_session_free(s);
+  kh_service svc = kh_s2a_v1_service(&env);
+  kh_fuzz_service(&svc, NULL, data, size);
   return 0;
 }

@@ -11,7 +11,8 @@
 
 #include "fuzz_pki.h"
 #include "kh_log.h"
-#include "s2a_v2_session.h"
+#include "fuzz_service.h"
+#include "s2a_v2.h"
 #include "ticket_keys.h"
 
 static kh_identity_store *g_store;
@@ -32,21 +33,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   env.store = g_store;
   env.ticket_keys = &g_keys;
   if (size < 1) return 0;
-  kh_v2_dialect d = (data[0] & 1) ? KH_V2_DIALECT_GRPC_JAVA : KH_V2_DIALECT_S2A;
+  int java = data[0] & 1; /* services: [0] S2A v2, [1] grpc-java's dialect */
   data++, size--;
-  kh_s2a_v2_session *s = kh_s2a_v2_session_new(&env, NULL, d);
-  kh_buf resp = KH_BUF_INIT;
-  while (s != NULL && size >= 2) {
-    size_t n = ((size_t)data[0] << 8) | data[1];
-    data += 2, size -= 2;
-    if (n > size) n = size;
-    kh_error err;
-    kh_s2a_outcome o = kh_s2a_v2_session_handle(s, data, n, &resp, &err);
-    kh_buf_reset(&resp);
-    data += n, size -= n;
-    if (o != KH_S2A_CONTINUE) break;
-  }
-  kh_buf_free(&resp);
-  kh_s2a_v2_session_free(s);
+  kh_service svc[KH_S2A_V2_SERVICES];
+  kh_s2a_v2_services(&env, svc);
+  kh_fuzz_service(&svc[java], NULL, data, size);
   return 0;
 }
