@@ -138,7 +138,11 @@ typedef struct {
    * identities); NULL: the sidecar's only identity. */
   const char *local_identity;
   /* Client: accept only a peer whose certificate carries one of these
-   * (spiffe://... URI SAN, or a DNS SAN). Empty: check server_name. */
+   * (spiffe://... URI SAN, or a DNS SAN; keyholdd checks). Empty: check
+   * server_name. Server: accept only a client whose verified identity as
+   * keyholdd reports it (its SPIFFE ID, else its first DNS name) is one of
+   * these; another gets a fatal access_denied alert and
+   * KH_ERR_PERMISSION_DENIED. Empty: any client the policy allows. */
   const char *expect_peers[KH_MAX_PEERS];
   size_t expect_peer_count;
   /* ALPN protocols in preference order; none: no ALPN. */
@@ -192,8 +196,10 @@ KH_MUST_USE int kh_conn_close(kh_conn *c, kh_error *err);
  * frees |c|; it does not close the fd. */
 void kh_conn_free(kh_conn *c);
 
-/* kh_conn_pending is the number of decrypted bytes ready to read without
- * touching the fd (for poll loops). */
+/* kh_conn_pending: how much kh_conn_read has without touching the fd (for
+ * poll loops: read until it is 0, then poll): decrypted bytes, or, if there
+ * are none, the bytes of complete records received but not yet opened (the
+ * peer's first data often comes with the handshake's last flight). */
 size_t kh_conn_pending(const kh_conn *c);
 
 typedef struct {
@@ -280,7 +286,8 @@ KH_MUST_USE int kh_session_seal(kh_session *s, const void *buf, size_t len, kh_e
  * (tickets and KeyUpdates are handled on the way; answers go to the output). */
 KH_MUST_USE ssize_t kh_session_open(kh_session *s, void *buf, size_t len, kh_error *err);
 
-/* kh_session_pending: decrypted bytes ready for kh_session_open. */
+/* kh_session_pending: what kh_session_open has without more input:
+ * decrypted bytes, else the bytes of complete records not yet opened. */
 size_t kh_session_pending(const kh_session *s);
 
 /* As kh_conn_key_update, kh_conn_close and kh_conn_flush_tickets, with the

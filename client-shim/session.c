@@ -225,6 +225,21 @@ static int keyed(kh_session *s, kh_error *err) {
   return 1;
 }
 
+/* expected_client: a server's check of --expect-peer on the client keyholdd
+ * verified (S2A v1 carries no expectations for servers). A client not on
+ * the list gets a fatal access_denied alert. */
+static int expected_client(kh_session *s, kh_error *err) {
+  if (s->is_client || s->opts.expect_peer_count == 0) return 1;
+  for (size_t i = 0; i < s->opts.expect_peer_count; i++)
+    if (strcmp(s->peer, s->opts.expect_peers[i]) == 0) return 1;
+  static const uint8_t access_denied[2] = {2, 49};
+  kh_error e;
+  if (!kh_record_seal(s->rec, 21, access_denied, sizeof(access_denied), &s->out, &e))
+    kh_error_clear(&e); /* best effort: the refusal stands either way */
+  return kh_err(err, KH_ERR_PERMISSION_DENIED, "client %.200s is not one of the %zu expected peers",
+                s->peer[0] ? s->peer : "(no identity)", s->opts.expect_peer_count);
+}
+
 /* step makes one request to the sidecar and takes its answer: the start
  * (client: at once; server: with the first bytes of the ClientHello), or a
  * next with every byte fed since. */
@@ -249,7 +264,7 @@ static int step(kh_session *s, kh_error *err) {
   kh_buf_free(&resp);
   if (!ok) return 0;
   if (done) {
-    ok = keyed(s, err);
+    ok = keyed(s, err) && expected_client(s, err);
     kh_stream_close(s->st, !ok);
     s->st = NULL;
     kh_s2a_hs_free(s->hs); /* wipes the result */
@@ -337,7 +352,11 @@ int kh_session_key_update(kh_session *s, int request_peer, kh_error *err) {
 }
 
 size_t kh_session_pending(const kh_session *s) {
-  return s->app.len;
+  if (s->app.len > 0 || s->rec == NULL) return s->app.len;
+  /* A whole record already here: opening it needs no more input. */
+  const uint8_t *p = s->in.data;
+  if (s->in.len >= 5 && s->in.len >= 5 + ((size_t)p[3] << 8 | p[4])) return s->in.len;
+  return 0;
 }
 
 /* --- tickets and close --------------------------------------------------- */
