@@ -185,29 +185,21 @@ typedef struct {
 } link_t;
 
 static int tcp_open(const char *spec, int listening) {
-  char copy[300], *host, *port;
+  char copy[300], *host, *port, msg[300], bound[80];
   snprintf(copy, sizeof(copy), "%s", spec);
   if (!kh_cli_split_hostport(copy, &host, &port)) kh_cli_die("--via: '%s' is not HOST:PORT", spec);
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = listening ? AI_PASSIVE : 0},
-                  *res;
-  int r = getaddrinfo(host, port, &hints, &res);
-  if (r != 0) kh_cli_die("cannot resolve %s: %s", host, gai_strerror(r));
-  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-  if (fd < 0) kh_cli_die("socket: %s", strerror(errno));
-  if (listening) {
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1) != 0)
-      kh_cli_die("cannot listen on %s: %s", spec, strerror(errno));
-    fprintf(stderr, "channel: listening on %s\n", spec);
-    int c = accept(fd, NULL, NULL);
-    if (c < 0) kh_cli_die("accept: %s", strerror(errno));
-    close(fd);
-    fd = c;
-  } else if (connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
-    kh_cli_die("cannot connect to %s: %s", spec, strerror(errno));
+  if (!listening) {
+    int fd = kh_cli_tcp_connect(host, port, msg, sizeof(msg));
+    if (fd < 0) kh_cli_die("--via tcp-connect:%s: %s", spec, msg);
+    return fd;
   }
-  freeaddrinfo(res);
-  return fd;
+  int ls = kh_cli_tcp_listen(host, port, 1, bound, sizeof(bound), msg, sizeof(msg));
+  if (ls < 0) kh_cli_die("--via tcp-listen:%s: %s", spec, msg);
+  fprintf(stderr, "channel: listening on %s\n", spec);
+  int c = accept(ls, NULL, NULL);
+  if (c < 0) kh_cli_die("accept: %s", strerror(errno));
+  close(ls);
+  return c;
 }
 
 static void link_open(link_t *l, const options *o) {

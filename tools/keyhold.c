@@ -20,17 +20,22 @@
 #include "keyhold.h"
 #include "channel_cmd.h"
 #include "cli_util.h"
+#include "health_cmd.h"
 #include "pki.h"
+#include "tunnel.h"
 
-static void usage(void) {
-  fprintf(stderr,
+static void usage(FILE *f) {
+  fprintf(f,
           "usage:\n"
           "  keyhold connect --sidecar PATH [--identity ID] [--expect-peer ID]... [--alpn P]...\n"
           "                  [--servername NAME] [--key-update] [--timeout MS] HOST:PORT\n"
           "  keyhold serve   --sidecar PATH [--identity ID] [--expect-peer ID]... [--alpn P]...\n"
           "                  --listen HOST:PORT [--echo] [--once]\n"
           "  keyhold channel initiate|respond|pubkey ... (keyhold channel --help)\n"
-          "  keyhold init DIR\n"
+          "  keyhold tunnel client|server ... (keyhold tunnel --help)\n"
+          "  keyhold health  --sidecar PATH [--service NAME] [--timeout MS]\n"
+          "  keyhold init DIR   a development CA and two identities in a new directory DIR\n"
+          "  keyhold --help | --version\n"
           "--sidecar defaults to $KEYHOLD_SIDECAR; --access-token TOKEN (connect and serve)\n"
           "to $S2A_ACCESS_TOKEN.\n");
 }
@@ -83,13 +88,13 @@ static int parse(int argc, char **argv, options *o) {
       case 'k': o->key_update = 1; break;
       case 't': o->hs.timeout_ms = (int)kh_cli_number("--timeout", optarg, 1, 3600000); break;
       case 'T': o->hs.access_token = optarg; break;
-      case 'h': usage(); exit(0);
-      default: usage(); return 0;
+      case 'h': usage(stdout); exit(0);
+      default: usage(stderr); return 0;
     }
   }
   if (optind < argc) o->target = argv[optind++];
   if (optind != argc) {
-    usage();
+    kh_cli_fail("%s: unexpected argument '%s' (keyhold %s --help)", argv[1], argv[optind], argv[1]);
     return 0;
   }
   if (o->sidecar == NULL)
@@ -107,26 +112,6 @@ static void print_info(const char *what, const kh_conn *c) {
 }
 
 /* --- connect ------------------------------------------------------------- */
-
-static int tcp_connect(const char *host, const char *port, char *err, size_t err_len) {
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
-  int r = getaddrinfo(host, port, &hints, &res);
-  if (r != 0) {
-    snprintf(err, err_len, "cannot resolve %s: %s", host, gai_strerror(r));
-    return -1;
-  }
-  int fd = -1;
-  for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-      snprintf(err, err_len, "cannot connect to %s:%s: %s", host, port, strerror(errno));
-      close(fd);
-      fd = -1;
-    }
-  }
-  freeaddrinfo(res);
-  return fd;
-}
 
 /* pump copies stdin to the peer and the peer to stdout until both end. */
 static int pump(kh_conn *c, int fd) {
@@ -175,7 +160,7 @@ static int cmd_connect(options *o) {
   kh_client *kc = kh_client_new(o->sidecar, &err);
   if (kc == NULL) kh_cli_die("%s", err.msg);
   char msg[512];
-  int fd = tcp_connect(host, port, msg, sizeof(msg));
+  int fd = kh_cli_tcp_connect(host, port, msg, sizeof(msg));
   if (fd < 0) kh_cli_die("%s", msg);
   kh_conn *c = kh_connect_fd(kc, fd, &o->hs, &err);
   if (c == NULL) kh_cli_die("%s [%s]", err.msg, kh_code_name(err.code));
@@ -255,23 +240,13 @@ static int cmd_serve(options *o) {
   char *addr = strdup(o->listen), *host, *port;
   if (!kh_cli_split_hostport(addr, &host, &port))
     kh_cli_die("bad address '%s' (want HOST:PORT)", o->listen);
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
-  if (getaddrinfo(host, port, &hints, &res) != 0) kh_cli_die("cannot resolve %s", host);
-  int ls = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (ls < 0 || bind(ls, res->ai_addr, res->ai_addrlen) != 0 || listen(ls, 128) != 0)
-    kh_cli_die("cannot listen: %s", strerror(errno));
-  freeaddrinfo(res);
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof(ss);
-  getsockname(ls, (struct sockaddr *)&ss, &sl);
-  int actual = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                              : ((struct sockaddr_in *)&ss)->sin_port);
+  char bound[80], msg[300];
+  int ls = kh_cli_tcp_listen(host, port, 128, bound, sizeof(bound), msg, sizeof(msg));
+  if (ls < 0) kh_cli_die("serve: --listen: %s", msg);
   kh_error err;
   kh_client *kc = kh_client_new(o->sidecar, &err);
   if (kc == NULL) kh_cli_die("%s", err.msg);
-  fprintf(stderr, "keyhold: listening on %s:%d\n", host, actual);
+  fprintf(stderr, "keyhold: listening on %s\n", bound);
   fflush(stderr);
   for (;;) {
     struct sockaddr_storage peer;
@@ -285,16 +260,7 @@ static int cmd_serve(options *o) {
     j->kc = kc;
     j->o = o;
     j->fd = fd;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int pport = 0;
-    if (peer.ss_family == AF_INET) {
-      inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, ip, sizeof(ip));
-      pport = ntohs(((struct sockaddr_in *)&peer)->sin_port);
-    } else if (peer.ss_family == AF_INET6) {
-      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, ip, sizeof(ip));
-      pport = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
-    }
-    snprintf(j->addr, sizeof(j->addr), "%s:%d", ip, pport);
+    kh_cli_format_addr(&peer, j->addr, sizeof(j->addr));
     if (o->once) {
       int rc = serve_one(j);
       close(fd);
@@ -318,13 +284,27 @@ static int cmd_serve(options *o) {
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
-    usage();
+    usage(stderr);
     return 2;
   }
   const char *cmd = argv[1];
+  if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+    printf("keyhold %s\n", KEYHOLD_VERSION);
+    return 0;
+  }
   if (strcmp(cmd, "init") == 0) {
-    if (argc != 3) {
-      usage();
+    if (argc == 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+      printf(
+          "usage: keyhold init DIR\n"
+          "Writes a development CA and two identities (client, server) into DIR, which\n"
+          "must not exist yet. For trying Keyhold out, never for production keys.\n");
+      return 0;
+    }
+    if (argc != 3 || argv[2][0] == '-') {
+      if (argc != 3)
+        kh_cli_fail("%s", "init: one argument expected: DIR (keyhold init --help)");
+      else
+        kh_cli_fail("init: unknown option '%s' (keyhold init --help)", argv[2]);
       return 2;
     }
     char msg[512];
@@ -334,12 +314,16 @@ int main(int argc, char **argv) {
   }
   options o;
   if (strcmp(cmd, "channel") == 0) return kh_cli_channel(argc, argv);
+  if (strcmp(cmd, "health") == 0) return kh_cli_health(argc, argv);
+  if (strcmp(cmd, "tunnel") == 0) return kh_cli_tunnel(argc, argv);
   if (strcmp(cmd, "connect") == 0) return parse(argc, argv, &o) ? cmd_connect(&o) : 2;
   if (strcmp(cmd, "serve") == 0) return parse(argc, argv, &o) ? cmd_serve(&o) : 2;
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-    usage();
+    usage(stdout);
     return 0;
   }
-  usage();
+  fprintf(stderr,
+          "keyhold: unknown command '%s' (one of connect, serve, channel, tunnel, health, init)\n",
+          cmd);
   return 2;
 }

@@ -132,3 +132,46 @@ start_serve() {
   wait_for "$T/$name.log" "listening on"
   PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$T/$name.log" | head -1)
 }
+
+# start_nginx TEXT: nginx on a free port ($nport) requiring a client
+# certificate from the test CA, serving TEXT as /index.html; each request
+# logged in $T/nginx/logs/access.log as `VERIFY "CLIENT_DN" STATUS URI`,
+# and the verification result sent back in X-Client-Verify.
+start_nginx() {
+  command -v nginx >/dev/null || { echo "not ok - nginx missing: run tools/install-deps.sh"; exit 1; }
+  nport=$(free_port)
+  mkdir -p "$T/nginx/logs" "$T/www"
+  echo "$1" >"$T/www/index.html"
+  chmod 0755 "$T" "$T/www" # nginx workers run as an unprivileged user
+  cat >"$T/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/logs/error.log info;
+events { worker_connections 64; }
+http {
+  log_format kh '\$ssl_client_verify "\$ssl_client_s_dn" \$status \$request_uri';
+  access_log $T/nginx/logs/access.log kh;
+  client_body_temp_path $T/nginx/body;
+  proxy_temp_path $T/nginx/proxy;
+  fastcgi_temp_path $T/nginx/fastcgi;
+  uwsgi_temp_path $T/nginx/uwsgi;
+  scgi_temp_path $T/nginx/scgi;
+  server {
+    listen 127.0.0.1:$nport ssl;
+    server_name localhost;
+    ssl_protocols TLSv1.3;
+    ssl_certificate $T/pki/peer/server.crt;
+    ssl_certificate_key $T/pki/peer/server.key;
+    ssl_client_certificate $T/pki/ca/ca.crt;
+    ssl_verify_client on;
+    location / { root $T/www; add_header X-Client-Verify \$ssl_client_verify; }
+  }
+}
+CONF
+  bg nginx -p "$T/nginx" -c "$T/nginx/nginx.conf"
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && return 0; sleep 0.05; done
+  echo "nginx did not listen on $nport; error.log:" >&2
+  cat "$T/nginx/logs/error.log" >&2
+  return 1
+}

@@ -1,41 +1,11 @@
 #!/usr/bin/env bash
 # nginx with ssl_verify_client on <-> keyhold connect: HTTP GET, 200.
 . "$(dirname "$0")/lib.sh"
-command -v nginx >/dev/null || { echo "nginx missing: run tools/install-deps.sh"; exit 1; }
 make_pki
 P=$T/pki
 start_keyholdd kd "$P/ids"
-port=$(free_port)
-mkdir -p "$T/nginx/logs" "$T/www"
-echo "hello from nginx over offloaded mTLS" >"$T/www/index.html"
-chmod 0755 "$T" "$T/www" # nginx workers run as an unprivileged user
-cat >"$T/nginx/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/logs/error.log info;
-events { worker_connections 64; }
-http {
-  access_log $T/nginx/logs/access.log;
-  client_body_temp_path $T/nginx/body;
-  proxy_temp_path $T/nginx/proxy;
-  fastcgi_temp_path $T/nginx/fastcgi;
-  uwsgi_temp_path $T/nginx/uwsgi;
-  scgi_temp_path $T/nginx/scgi;
-  server {
-    listen 127.0.0.1:$port ssl;
-    server_name localhost;
-    ssl_protocols TLSv1.3;
-    ssl_certificate $P/peer/server.crt;
-    ssl_certificate_key $P/peer/server.key;
-    ssl_client_certificate $P/ca/ca.crt;
-    ssl_verify_client on;
-    location / { root $T/www; add_header X-Client-Verify \$ssl_client_verify; }
-  }
-}
-CONF
-bg nginx -p "$T/nginx" -c "$T/nginx/nginx.conf"
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+start_nginx "hello from nginx over offloaded mTLS"
+port=$nport
 
 printf 'GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
   timeout 10 "$KEYHOLD" connect --sidecar "$T/kd.sock" --identity spiffe://example.org/client \
