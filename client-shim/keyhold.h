@@ -409,6 +409,31 @@ KH_MUST_USE int kh_channel_static_key(kh_client *kc, const char *identity,
                                       uint8_t out[KH_CHANNEL_KEY_LEN], int timeout_ms,
                                       kh_error *err);
 
+/* --- key operations (keyhold.v1.KeyOperations; docs/KEYS.md) -------------- */
+
+#define KH_SEALING_KEY_LEN 32 /* X25519 */
+#define KH_SEALED_OVERHEAD 48 /* crypto_box_SEALBYTES */
+#define KH_SEALED_MAX (256 * 1024)
+
+typedef struct {
+  const char *local_identity; /* NULL or "": the caller's default identity */
+  const char *access_token;   /* NULL: none */
+  int timeout_ms;             /* 0: 10 s */
+} kh_keyop_opts;
+
+/* kh_sealing_key: the identity's sealing public key: what senders seal to
+ * (crypto_box_seal, `keyhold seal --to`). Needs the `open-sealed` grant. */
+KH_MUST_USE int kh_sealing_key(kh_client *kc, const kh_keyop_opts *opts,
+                               uint8_t out[KH_SEALING_KEY_LEN], kh_error *err);
+
+/* kh_open_sealed opens a sealed box (at most KH_SEALED_MAX bytes) with the
+ * identity's key, in keyholdd: the plaintext (|len| - KH_SEALED_OVERHEAD
+ * bytes) goes to |out| (|out_cap| at least that) and its length is
+ * returned; -1 with |err| otherwise (INVALID_ARGUMENT: too short, altered,
+ * or sealed to another key; PERMISSION_DENIED: no `open-sealed` grant). */
+KH_MUST_USE ssize_t kh_open_sealed(kh_client *kc, const kh_keyop_opts *opts, const uint8_t *sealed,
+                                   size_t len, uint8_t *out, size_t out_cap, kh_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,7 @@
 #include "identity.h"
 #include "kh_asan.h"
 #include "health.h"
+#include "key_operations.h"
 #include "kh_log.h"
 #include "metrics_http.h"
 #include "notify.h"
@@ -532,14 +533,20 @@ int main(int argc, char **argv) {
   }
   kh_s2a_env env = {.store = store, .policy = policy, .resume = resume, .ticket_keys = &tickets};
   kh_channel_env channel_env = {.store = store, .policy = policy};
-  static const char *const service_names[] = {"s2a.proto.S2AService",    "s2a.proto.v2.S2AService",
-                                              "grpc.gcp.s2a.S2AService", "keyhold.v1.SecureChannel",
-                                              "grpc.health.v1.Health",   NULL};
+  kh_keyops_env keyops_env = {.store = store, .policy = policy};
+  static const char *const service_names[] = {"s2a.proto.S2AService",
+                                              "s2a.proto.v2.S2AService",
+                                              "grpc.gcp.s2a.S2AService",
+                                              "keyhold.v1.SecureChannel",
+                                              "keyhold.v1.KeyOperations",
+                                              "grpc.health.v1.Health",
+                                              NULL};
   kh_health health = {.serving = 0, .services = service_names};
-  kh_service services[2 + KH_S2A_V2_SERVICES + KH_HEALTH_SERVICES] = {
+  kh_service services[2 + KH_S2A_V2_SERVICES + KH_HEALTH_SERVICES + KH_KEY_OPS_SERVICES] = {
       kh_s2a_v1_service(&env), kh_secure_channel_service(&channel_env)};
   kh_s2a_v2_services(&env, &services[2]);
   kh_health_services(&health, &services[2 + KH_S2A_V2_SERVICES]);
+  kh_key_ops_services(&keyops_env, &services[2 + KH_S2A_V2_SERVICES + KH_HEALTH_SERVICES]);
   status = kh_status_new(store, &health, (int64_t)conf.limits.cert_expiry_warning_hours * 3600);
   if (status == NULL) {
     fprintf(stderr, "keyholdd: out of memory\n");

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "binding.h"
+#include "choose_identity.h"
 #include "keyhold/v1/secure_channel.pb-c.h"
 #include "kh_channel_frame.h"
 #include "kh_secret.h"
@@ -117,41 +118,15 @@ static kh_rpc_outcome fail(kh_channel_session *s, kh_buf *resp, kh_error *err) {
 
 /* --- start ----------------------------------------------------------------- */
 
-static int refuse(const kh_channel_session *s, const char *asked, kh_error *err) {
-  char who[40];
-  return kh_err(err, KH_ERR_PERMISSION_DENIED,
-                "%s may not use identity '%.100s' for SecureChannel (needs the '%s' grant)",
-                kh_caller_name(&s->caller, who, sizeof(who)), asked[0] ? asked : "(default)",
-                kh_grant_name(KH_GRANT_SECURE_CHANNEL));
-}
-
-/* choose_identity: |name|, else the one the policy grants this caller for
- * channels, else the only one; then the authorizer's decision. */
+/* choose_identity: the call's identity and the authorizer's decision
+ * (choose_identity.h). */
 static int choose_identity(kh_channel_session *s, const char *name, char *const *tokens,
                            size_t n_tokens, kh_error *err) {
-  const char *const *t = (const char *const *)tokens;
-  if (name[0] == '\0' && s->grants != NULL) {
-    const char *def =
-        kh_authz_default_identity(s->grants, &s->caller, t, n_tokens, KH_OP_SECURE_CHANNEL);
-    if (def != NULL) s->identity = kh_identity_store_find_dir_ref(s->env->store, def);
-  }
-  if (s->identity == NULL) {
-    s->identity = kh_identity_store_find_ref(s->env->store, name, err);
-    if (s->identity == NULL) {
-      /* Only keyholdd's own uid learns which identities exist. */
-      if (s->grants != NULL && s->caller.uid != getuid()) refuse(s, name, err);
-      return 0;
-    }
-  }
+  if (!kh_choose_identity(s->env->store, s->grants, &s->caller, name, (const char *const *)tokens,
+                          n_tokens, KH_OP_SECURE_CHANNEL, "SecureChannel", &s->identity, &s->grant,
+                          err))
+    return 0;
   snprintf(s->local_name, sizeof(s->local_name), "%s", kh_identity_name(s->identity));
-  const char *dir = kh_identity_dir_name(s->identity);
-  if (s->grants == NULL) {
-    s->grant = (kh_grant){.identity = dir, .op = KH_OP_SECURE_CHANNEL};
-    return 1;
-  }
-  if (!kh_authz_decide(s->grants, &s->caller, t, n_tokens, KH_OP_SECURE_CHANNEL, dir, &s->grant,
-                       err))
-    return refuse(s, name, err);
   return 1;
 }
 

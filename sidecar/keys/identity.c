@@ -37,6 +37,7 @@ struct kh_identity {
   uint8_t leaf_fingerprint[KH_SHA256_LEN];
   kh_cert_info cert;      /* the leaf's validity and serial */
   kh_noise_static *noise; /* the static X25519 key for secure channels */
+  kh_noise_static *seal;  /* the X25519 key sealed boxes are opened with (seal.key) */
   int refs;               /* kh_identity_ref / kh_identity_unref (atomic: any thread) */
   /* Attachments (kh_identity_attachment): written once under |attach_mu|,
    * read with acquire loads. */
@@ -180,6 +181,7 @@ static void identity_destroy(kh_identity *id) {
   kh_key_free(id->key);
   X509_STORE_free(id->trust);
   kh_noise_static_free(id->noise);
+  kh_noise_static_free(id->seal);
   for (size_t i = 0; i < KH_IDENTITY_SLOTS; i++) {
     if (id->attached[i] != NULL) id->detach[i](id->attached[i]);
   }
@@ -224,7 +226,9 @@ kh_identity *kh_identity_load(const char *dir, kh_error *err) {
     kh_err(err, KH_ERR_INTERNAL, "%s: cannot hash leaf certificate", dir);
     goto fail;
   }
-  if ((id->noise = kh_noise_static_load(dir, err)) == NULL) goto fail;
+  if ((id->noise = kh_noise_static_load(dir, err)) == NULL ||
+      (id->seal = kh_x25519_file_load(dir, KH_SEAL_KEY_FILE, "sealing", err)) == NULL)
+    goto fail;
   return id;
 fail:
   identity_destroy(id);
@@ -293,6 +297,10 @@ const uint8_t *kh_identity_fingerprint(const kh_identity *id) {
 
 kh_key_type kh_identity_key_type(const kh_identity *id) {
   return kh_key_get_type(id->key);
+}
+
+const struct kh_noise_static *kh_identity_seal_key(const kh_identity *id) {
+  return id->seal;
 }
 
 const struct kh_noise_static *kh_identity_noise_key(const kh_identity *id) {

@@ -65,6 +65,9 @@ kh_key_type kh_identity_key_type(const kh_identity *id);
  * borrowed, locked memory, lives as long as |id|). Only the secure-channel
  * engine reads the private half. */
 struct kh_noise_static;
+/* The identity's X25519 key for opening sealed boxes (seal.key beside the
+ * certificate, kept like noise.key; keyhold.v1.KeyOperations). */
+const struct kh_noise_static *kh_identity_seal_key(const kh_identity *id);
 const struct kh_noise_static *kh_identity_noise_key(const kh_identity *id);
 
 /* kh_identity_sigalgs writes the TLS SignatureSchemes the identity's key can

@@ -72,8 +72,13 @@ static int write_new(const char *path, const kh_noise_static *k) {
 }
 
 kh_noise_static *kh_noise_static_load(const char *dir, kh_error *err) {
+  return kh_x25519_file_load(dir, KH_NOISE_KEY_FILE, "noise", err);
+}
+
+kh_noise_static *kh_x25519_file_load(const char *dir, const char *file, const char *what,
+                                     kh_error *err) {
   char path[4096];
-  snprintf(path, sizeof(path), "%s/%s", dir, KH_NOISE_KEY_FILE);
+  snprintf(path, sizeof(path), "%s/%s", dir, file);
   kh_noise_static *k = kh_secret_alloc(sizeof(*k));
   if (k == NULL) {
     kh_err(err, KH_ERR_NOMEM, "out of memory");
@@ -98,12 +103,12 @@ kh_noise_static *kh_noise_static_load(const char *dir, kh_error *err) {
   X25519_keypair(k->pub, k->priv);
   k->persistent = write_new(path, k);
   if (k->persistent)
-    kh_log(KH_LOG_INFO, "noise key created path=%s", path);
+    kh_log(KH_LOG_INFO, "%s key created path=%s", what, path);
   else
     kh_log(KH_LOG_WARN,
-           "noise key in memory only path=%s reason=\"cannot write it: %s\" (a new static key "
-           "at each restart: put a noise.key in the identity directory to keep one)",
-           path, strerror(errno));
+           "%s key in memory only path=%s reason=\"cannot write it: %s\" (a new key at each "
+           "restart: put a %s in the identity directory to keep one)",
+           what, path, strerror(errno), file);
   return k;
 }
 

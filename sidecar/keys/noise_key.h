@@ -28,6 +28,11 @@ typedef struct kh_noise_static {
 /* kh_noise_static_load reads or creates |dir|/noise.key. The key is in
  * locked memory; free it with kh_noise_static_free. */
 KH_MUST_USE kh_noise_static *kh_noise_static_load(const char *dir, kh_error *err);
+/* kh_x25519_file_load: the same for any X25519 key file |file| of the
+ * identity directory (the sealing key, seal.key); |what| names it in logs. */
+KH_MUST_USE kh_noise_static *kh_x25519_file_load(const char *dir, const char *file,
+                                                 const char *what, kh_error *err);
+#define KH_SEAL_KEY_FILE "seal.key"
 void kh_noise_static_free(kh_noise_static *k);
 
 #endif /* KH_NOISE_KEY_H */

@@ -1,0 +1,117 @@
+/* key_ops.c: see key_ops.h. */
+#include "key_ops.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "choose_identity.h"
+#include "keyhold/v1/key_ops.pb-c.h"
+#include "kh_log.h"
+#include "kh_secret.h"
+#include "noise_key.h"
+
+static const char *op_name(kh_keyop op) {
+  return op == KH_KEYOP_PUBLIC_KEYS ? "get_public_keys" : "open_sealed";
+}
+
+/* choose: the identity the request names, checked for `open-sealed`. */
+static kh_identity *choose(const kh_keyops_env *env, const kh_caller *caller, const char *name,
+                           char **tokens, size_t n_tokens, const char *what, kh_error *err) {
+  const kh_grants *g = kh_policy_slot_get(env->policy);
+  kh_identity *id = NULL;
+  kh_grant grant;
+  int ok = kh_choose_identity(env->store, g, caller, name, (const char *const *)tokens, n_tokens,
+                              KH_OP_OPEN_SEALED, what, &id, &grant, err);
+  kh_policy_slot_put(g);
+  return ok ? id : NULL;
+}
+
+static int pack_public(const kh_identity *id, kh_buf *resp, kh_error *err) {
+  Keyhold__V1__PublicKeysResponse r = KEYHOLD__V1__PUBLIC_KEYS_RESPONSE__INIT;
+  r.identity = (char *)kh_identity_name(id);
+  r.sealing_key.data = (uint8_t *)kh_identity_seal_key(id)->pub;
+  r.sealing_key.len = KH_X25519_LEN;
+  size_t n = keyhold__v1__public_keys_response__get_packed_size(&r);
+  if (!kh_buf_reserve(resp, n)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
+  resp->len = keyhold__v1__public_keys_response__pack(&r, resp->data);
+  return 1;
+}
+
+static int public_keys(const kh_keyops_env *env, const kh_caller *caller, const uint8_t *req,
+                       size_t len, kh_buf *resp, kh_identity **used, kh_error *err) {
+  Keyhold__V1__PublicKeysRequest *r = keyhold__v1__public_keys_request__unpack(NULL, len, req);
+  if (r == NULL) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "malformed PublicKeysRequest");
+  *used = choose(env, caller, r->local_identity, r->access_tokens, r->n_access_tokens,
+                 "KeyOperations.GetPublicKeys", err);
+  keyhold__v1__public_keys_request__free_unpacked(r, NULL);
+  return *used != NULL && pack_public(*used, resp, err);
+}
+
+/* open_box: the plaintext of |box| in locked memory, into |resp| as an
+ * OpenSealedResponse (the response buffer is wiped when gRPC lets it go). */
+static int open_box(const kh_identity *id, const ProtobufCBinaryData *box, kh_buf *resp,
+                    kh_error *err) {
+  if (box->len < crypto_box_SEALBYTES)
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT,
+                  "sealed message too short: %zu bytes, a sealed box has at least %u", box->len,
+                  (unsigned)crypto_box_SEALBYTES);
+  size_t n = box->len - crypto_box_SEALBYTES;
+  uint8_t *pt = kh_secret_alloc(n + 1);
+  if (pt == NULL) return kh_err(err, KH_ERR_NOMEM, "out of memory");
+  const kh_noise_static *k = kh_identity_seal_key(id);
+  int ok = crypto_box_seal_open(pt, box->data, box->len, k->pub, k->priv) == 0;
+  if (!ok) {
+    kh_secret_free(pt, n + 1);
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT,
+                  "the sealed message does not open with %s's sealing key: altered, truncated, "
+                  "or sealed to another key",
+                  kh_identity_name(id));
+  }
+  Keyhold__V1__OpenSealedResponse r = KEYHOLD__V1__OPEN_SEALED_RESPONSE__INIT;
+  r.plaintext.data = pt;
+  r.plaintext.len = n;
+  size_t need = keyhold__v1__open_sealed_response__get_packed_size(&r);
+  ok = kh_buf_reserve(resp, need);
+  if (ok) resp->len = keyhold__v1__open_sealed_response__pack(&r, resp->data);
+  kh_secret_free(pt, n + 1);
+  return ok || kh_err(err, KH_ERR_NOMEM, "out of memory");
+}
+
+static int open_sealed(const kh_keyops_env *env, const kh_caller *caller, const uint8_t *req,
+                       size_t len, kh_buf *resp, kh_identity **used, kh_error *err) {
+  if (len > KH_SEALED_MAX + 4096)
+    return kh_err(err, KH_ERR_RESOURCE_EXHAUSTED,
+                  "request of %zu bytes: sealed messages are at most %u", len,
+                  (unsigned)KH_SEALED_MAX);
+  Keyhold__V1__OpenSealedRequest *r = keyhold__v1__open_sealed_request__unpack(NULL, len, req);
+  if (r == NULL) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "malformed OpenSealedRequest");
+  int ok = 0;
+  if (r->sealed.len > KH_SEALED_MAX)
+    kh_err(err, KH_ERR_RESOURCE_EXHAUSTED, "sealed message of %zu bytes: at most %u", r->sealed.len,
+           (unsigned)KH_SEALED_MAX);
+  else if ((*used = choose(env, caller, r->local_identity, r->access_tokens, r->n_access_tokens,
+                           "KeyOperations.OpenSealed", err)) != NULL)
+    ok = open_box(*used, &r->sealed, resp, err);
+  keyhold__v1__open_sealed_request__free_unpacked(r, NULL);
+  return ok;
+}
+
+int kh_keyop_handle(const kh_keyops_env *env, const kh_caller *caller, kh_keyop op,
+                    const uint8_t *req, size_t len, kh_buf *resp, char *identity,
+                    size_t identity_len, kh_error *err) {
+  kh_identity *used = NULL;
+  int ok = op == KH_KEYOP_PUBLIC_KEYS ? public_keys(env, caller, req, len, resp, &used, err)
+                                      : open_sealed(env, caller, req, len, resp, &used, err);
+  snprintf(identity, identity_len, "%s", used ? kh_identity_name(used) : "-");
+  kh_identity_unref(used);
+  if (ok)
+    kh_log(KH_LOG_INFO, "key-op op=%s caller_uid=%u caller_pid=%d identity=%s result=OK bytes=%zu",
+           op_name(op), (unsigned)caller->uid, (int)caller->pid, identity, len);
+  else
+    kh_log(KH_LOG_WARN,
+           "key-op op=%s caller_uid=%u caller_pid=%d identity=%s result=%s reason=\"%s\"",
+           op_name(op), (unsigned)caller->uid, (int)caller->pid, identity, kh_code_name(err->code),
+           err->msg);
+  return ok;
+}
