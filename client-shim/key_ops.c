@@ -92,3 +92,64 @@ ssize_t kh_open_sealed(kh_client *kc, const kh_keyop_opts *o, const uint8_t *sea
   kh_buf_free(&resp);
   return got;
 }
+
+int kh_dpop_proof(kh_client *kc, const kh_keyop_opts *o, const char *alg, const char *htm,
+                  const char *htu, const char *nonce, const uint8_t *ath, char *proof,
+                  size_t proof_cap, char jkt[64], kh_error *err) {
+  Keyhold__V1__DpopProofRequest q = KEYHOLD__V1__DPOP_PROOF_REQUEST__INIT;
+  char *token;
+  q.local_identity = identity_of(o);
+  q.n_access_tokens = tokens_of(o, &token);
+  q.access_tokens = &token;
+  q.alg = (char *)(alg ? alg : "");
+  q.htm = (char *)(htm ? htm : "");
+  q.htu = (char *)(htu ? htu : "");
+  q.nonce = (char *)(nonce ? nonce : "");
+  q.ath.data = (uint8_t *)ath;
+  q.ath.len = ath ? 32 : 0;
+  size_t n = keyhold__v1__dpop_proof_request__get_packed_size(&q);
+  uint8_t *msg = malloc(n);
+  if (msg == NULL) return kh_err(err, KH_ERR_NOMEM, "out of memory");
+  keyhold__v1__dpop_proof_request__pack(&q, msg);
+  kh_buf resp = KH_BUF_INIT;
+  int ok = call(kc, o, "/keyhold.v1.KeyOperations/SignDpopProof", msg, n, &resp, err);
+  free(msg);
+  Keyhold__V1__DpopProofResponse *r =
+      ok ? keyhold__v1__dpop_proof_response__unpack(NULL, resp.len, resp.data) : NULL;
+  if (ok && (r == NULL || strlen(r->jkt) >= 64))
+    ok = kh_err(err, KH_ERR_INTERNAL, "sidecar sent a malformed DpopProofResponse");
+  if (ok && strlen(r->proof) >= proof_cap)
+    ok = kh_err(err, KH_ERR_INVALID_ARGUMENT, "proof of %zu bytes: buffer too small",
+                strlen(r->proof));
+  if (ok) {
+    memcpy(proof, r->proof, strlen(r->proof) + 1);
+    memcpy(jkt, r->jkt, strlen(r->jkt) + 1);
+  }
+  if (r != NULL) keyhold__v1__dpop_proof_response__free_unpacked(r, NULL);
+  kh_buf_free(&resp);
+  return ok;
+}
+
+int kh_dpop_thumbprint(kh_client *kc, const kh_keyop_opts *o, const char *alg, char jkt[64],
+                       kh_error *err) {
+  Keyhold__V1__DpopThumbprintRequest q = KEYHOLD__V1__DPOP_THUMBPRINT_REQUEST__INIT;
+  char *token;
+  q.local_identity = identity_of(o);
+  q.n_access_tokens = tokens_of(o, &token);
+  q.access_tokens = &token;
+  q.alg = (char *)(alg ? alg : "");
+  uint8_t msg[1024];
+  size_t n = keyhold__v1__dpop_thumbprint_request__get_packed_size(&q);
+  if (n > sizeof(msg)) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "identity or token too long");
+  keyhold__v1__dpop_thumbprint_request__pack(&q, msg);
+  kh_buf resp = KH_BUF_INIT;
+  int ok = call(kc, o, "/keyhold.v1.KeyOperations/GetDpopThumbprint", msg, n, &resp, err);
+  Keyhold__V1__DpopThumbprintResponse *r =
+      ok ? keyhold__v1__dpop_thumbprint_response__unpack(NULL, resp.len, resp.data) : NULL;
+  if (ok && (r == NULL || strlen(r->jkt) >= 64))
+    ok = kh_err(err, KH_ERR_INTERNAL, "sidecar sent a malformed DpopThumbprintResponse");
+  if (ok) memcpy(jkt, r->jkt, strlen(r->jkt) + 1);
+  if (r != NULL) keyhold__v1__dpop_thumbprint_response__free_unpacked(r, NULL);
+  kh_buf_free(&resp);
+  return ok;
+}

@@ -434,6 +434,23 @@ KH_MUST_USE int kh_sealing_key(kh_client *kc, const kh_keyop_opts *opts,
 KH_MUST_USE ssize_t kh_open_sealed(kh_client *kc, const kh_keyop_opts *opts, const uint8_t *sealed,
                                    size_t len, uint8_t *out, size_t out_cap, kh_error *err);
 
+/* kh_dpop_proof has keyholdd sign a DPoP proof (RFC 9449) for one request,
+ * with the identity's key (ES256 with a P-256 identity, EdDSA with an
+ * Ed25519 one; |alg| NULL: the key's own): the compact JWS into |proof|
+ * (|proof_cap| bytes; 4096 suffice for a 2 KiB htu) and the JWK thumbprint
+ * (cnf.jkt) into |jkt| (64 bytes). |nonce| NULL: none; |ath| NULL or the
+ * SHA-256 (32 bytes) of the access token the request carries. Needs the
+ * `dpop` grant. */
+KH_MUST_USE int kh_dpop_proof(kh_client *kc, const kh_keyop_opts *opts, const char *alg,
+                              const char *htm, const char *htu, const char *nonce,
+                              const uint8_t *ath, char *proof, size_t proof_cap, char jkt[64],
+                              kh_error *err);
+
+/* kh_dpop_thumbprint: the RFC 7638 JWK thumbprint of the key kh_dpop_proof
+ * signs with (for binding tokens with cnf.jkt before any proof). */
+KH_MUST_USE int kh_dpop_thumbprint(kh_client *kc, const kh_keyop_opts *opts, const char *alg,
+                                   char jkt[64], kh_error *err);
+
 #ifdef __cplusplus
 }
 #endif

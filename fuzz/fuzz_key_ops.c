@@ -1,7 +1,7 @@
 /* fuzz_key_ops: keyhold.v1.KeyOperations requests (untrusted bytes from a
- * caller) through both methods: the first byte picks GetPublicKeys or
- * OpenSealed, the rest is the request. A seed with a real sealed box goes
- * through crypto_box_seal_open; the identities come from the test PKI. */
+ * caller) through every method: the first byte picks GetPublicKeys,
+ * OpenSealed, SignDpopProof or GetDpopThumbprint, the rest is the request
+ * (chunked, fuzz_service.h). The identities come from the test PKI. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +25,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   kh_service svc[KH_KEY_OPS_SERVICES];
   kh_key_ops_services(&env, svc);
   kh_caller caller = {.uid = 1, .gid = 1, .pid = 1};
-  kh_fuzz_service(&svc[data[0] & 1], &caller, data + 1, size - 1);
+  kh_fuzz_service(&svc[data[0] % KH_KEY_OPS_SERVICES], &caller, data + 1, size - 1);
   return 0;
 }

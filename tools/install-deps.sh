@@ -11,7 +11,7 @@ PKGS=(
   libssl-dev openssl libsodium-dev check libseccomp-dev libyaml-dev libcap-ng-dev
   curl nginx-light gnutls-bin iproute2 util-linux procps valgrind python3
   libjson-c-dev libcurl4-openssl-dev socat mosquitto mosquitto-clients mitmproxy
-  libmicrohttpd-dev libsystemd-dev help2man python3-grpcio python3-cryptography python3-nacl
+  libmicrohttpd-dev libsystemd-dev help2man python3-grpcio python3-cryptography python3-nacl python3-jwcrypto
   systemd
   nodejs npm
 )

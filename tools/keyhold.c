@@ -35,7 +35,7 @@ static void usage(FILE *f) {
           "  keyhold channel initiate|respond|pubkey ... (keyhold channel --help)\n"
           "  keyhold tunnel client|server ... (keyhold tunnel --help)\n"
           "  keyhold health  --sidecar PATH [--service NAME] [--timeout MS]\n"
-          "  keyhold pubkey|seal|open ...  sealed messages (keyhold seal --help)\n"
+          "  keyhold pubkey|seal|open|dpop ...  sealed messages, DPoP (keyhold seal --help)\n"
           "  keyhold init DIR   a development CA and two identities in a new directory DIR\n"
           "  keyhold --help | --version\n"
           "--sidecar defaults to $KEYHOLD_SIDECAR; --access-token TOKEN (connect and serve)\n"
@@ -317,7 +317,8 @@ int main(int argc, char **argv) {
   options o;
   if (strcmp(cmd, "channel") == 0) return kh_cli_channel(argc, argv);
   if (strcmp(cmd, "health") == 0) return kh_cli_health(argc, argv);
-  if (strcmp(cmd, "pubkey") == 0 || strcmp(cmd, "seal") == 0 || strcmp(cmd, "open") == 0)
+  if (strcmp(cmd, "pubkey") == 0 || strcmp(cmd, "seal") == 0 || strcmp(cmd, "open") == 0 ||
+      strcmp(cmd, "dpop") == 0)
     return kh_cli_keys(argc, argv);
   if (strcmp(cmd, "tunnel") == 0) return kh_cli_tunnel(argc, argv);
   if (strcmp(cmd, "connect") == 0) return parse(argc, argv, &o) ? cmd_connect(&o) : 2;
@@ -328,7 +329,7 @@ int main(int argc, char **argv) {
   }
   fprintf(stderr,
           "keyhold: unknown command '%s' (one of connect, serve, channel, tunnel, health, pubkey, "
-          "seal, open, init)\n",
+          "seal, open, dpop, init)\n",
           cmd);
   return 2;
 }

@@ -1,7 +1,8 @@
-/* keys_cmd.c: sealed messages from the shell.
+/* keys_cmd.c: key operations from the shell (sealed messages, DPoP).
  *   keyhold pubkey --sidecar PATH [--identity ID]   the sealing key, hex
  *   keyhold seal --to HEX [--in FILE]               sender side: no sidecar
  *   keyhold open --sidecar PATH [--identity ID] [--in FILE]
+ *   keyhold dpop --sidecar PATH --htm M --htu URI [--nonce N] [--ath-of TOKEN]
  * Messages go in on stdin (or --in) and out on stdout, raw bytes. */
 #include "keys_cmd.h"
 
@@ -21,13 +22,19 @@ static void usage(FILE *f) {
           "  keyhold pubkey --sidecar PATH [--identity ID] [--access-token T]\n"
           "  keyhold seal --to HEX [--in FILE]\n"
           "  keyhold open --sidecar PATH [--identity ID] [--access-token T] [--in FILE]\n"
+          "  keyhold dpop --sidecar PATH [--identity ID] --htm METHOD --htu URI [--nonce N]\n"
+          "               [--ath-of ACCESS_TOKEN] [--alg ES256|EdDSA]\n"
+          "  keyhold dpop --sidecar PATH [--identity ID] --thumbprint [--alg ES256|EdDSA]\n"
           "pubkey prints the identity's sealing key (X25519, hex); seal writes a sealed box\n"
           "(crypto_box_seal) of stdin to it on stdout; open has keyholdd open one and\n"
-          "writes the plaintext. --sidecar defaults to $KEYHOLD_SIDECAR.\n");
+          "writes the plaintext; dpop prints a DPoP proof (RFC 9449) signed in keyholdd,\n"
+          "and the key's JWK thumbprint (jkt=...) on stderr. --sidecar defaults to\n"
+          "$KEYHOLD_SIDECAR.\n");
 }
 
 typedef struct {
-  const char *sidecar, *to, *in;
+  const char *sidecar, *to, *in, *htm, *htu, *nonce, *ath_of, *alg;
+  int thumbprint;
   kh_keyop_opts op;
 } options;
 
@@ -39,6 +46,12 @@ static void parse(int argc, char **argv, options *o) {
       {"to", required_argument, NULL, 't'},
       {"in", required_argument, NULL, 'f'},
       {"timeout", required_argument, NULL, 'w'},
+      {"htm", required_argument, NULL, 'm'},
+      {"htu", required_argument, NULL, 'u'},
+      {"nonce", required_argument, NULL, 'n'},
+      {"ath-of", required_argument, NULL, 'a'},
+      {"alg", required_argument, NULL, 'g'},
+      {"thumbprint", no_argument, NULL, 'P'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -53,6 +66,12 @@ static void parse(int argc, char **argv, options *o) {
       case 'T': o->op.access_token = optarg; break;
       case 't': o->to = optarg; break;
       case 'f': o->in = optarg; break;
+      case 'm': o->htm = optarg; break;
+      case 'u': o->htu = optarg; break;
+      case 'n': o->nonce = optarg; break;
+      case 'a': o->ath_of = optarg; break;
+      case 'g': o->alg = optarg; break;
+      case 'P': o->thumbprint = 1; break;
       case 'w': o->op.timeout_ms = (int)kh_cli_number("--timeout", optarg, 1, 600000); break;
       case 'h': usage(stdout); exit(0);
       default: usage(stderr); exit(2);
@@ -137,9 +156,41 @@ static int cmd_open(const options *o) {
   return 0;
 }
 
+static int cmd_thumbprint(const options *o) {
+  kh_client *kc = client(o);
+  kh_error err;
+  char jkt[64];
+  if (!kh_dpop_thumbprint(kc, &o->op, o->alg, jkt, &err))
+    kh_cli_die("dpop --thumbprint: %s [%s]", err.msg, kh_code_name(err.code));
+  printf("%s\n", jkt);
+  kh_client_free(kc);
+  return 0;
+}
+
+static int cmd_dpop(const options *o) {
+  if (o->thumbprint) return cmd_thumbprint(o);
+  if (o->htm == NULL || o->htu == NULL) {
+    kh_cli_fail("%s", "dpop: --htm METHOD and --htu URI are required");
+    return 2;
+  }
+  uint8_t ath[32];
+  if (o->ath_of != NULL) crypto_hash_sha256(ath, (const uint8_t *)o->ath_of, strlen(o->ath_of));
+  kh_client *kc = client(o);
+  kh_error err;
+  char proof[8192], jkt[64];
+  if (!kh_dpop_proof(kc, &o->op, o->alg, o->htm, o->htu, o->nonce, o->ath_of ? ath : NULL, proof,
+                     sizeof(proof), jkt, &err))
+    kh_cli_die("dpop: %s [%s]", err.msg, kh_code_name(err.code));
+  printf("%s\n", proof);
+  fprintf(stderr, "jkt=%s\n", jkt);
+  kh_client_free(kc);
+  return 0;
+}
+
 int kh_cli_keys(int argc, char **argv) {
   options o;
   parse(argc, argv, &o);
+  if (strcmp(argv[1], "dpop") == 0) return cmd_dpop(&o);
   if (strcmp(argv[1], "pubkey") == 0) return cmd_pubkey(&o);
   if (strcmp(argv[1], "seal") == 0) return cmd_seal(&o);
   return cmd_open(&o);

@@ -4,25 +4,30 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "choose_identity.h"
+#include "dpop.h"
 #include "keyhold/v1/key_ops.pb-c.h"
 #include "kh_log.h"
 #include "kh_secret.h"
 #include "noise_key.h"
 
 static const char *op_name(kh_keyop op) {
-  return op == KH_KEYOP_PUBLIC_KEYS ? "get_public_keys" : "open_sealed";
+  static const char *const names[] = {"get_public_keys", "open_sealed", "sign_dpop_proof",
+                                      "get_dpop_thumbprint"};
+  return names[op];
 }
 
-/* choose: the identity the request names, checked for `open-sealed`. */
-static kh_identity *choose(const kh_keyops_env *env, const kh_caller *caller, const char *name,
-                           char **tokens, size_t n_tokens, const char *what, kh_error *err) {
+/* choose: the identity the request names, checked for |op|. */
+static kh_identity *choose(const kh_keyops_env *env, const kh_caller *caller, kh_operation op,
+                           const char *name, char **tokens, size_t n_tokens, const char *what,
+                           kh_error *err) {
   const kh_grants *g = kh_policy_slot_get(env->policy);
   kh_identity *id = NULL;
   kh_grant grant;
   int ok = kh_choose_identity(env->store, g, caller, name, (const char *const *)tokens, n_tokens,
-                              KH_OP_OPEN_SEALED, what, &id, &grant, err);
+                              op, what, &id, &grant, err);
   kh_policy_slot_put(g);
   return ok ? id : NULL;
 }
@@ -42,8 +47,8 @@ static int public_keys(const kh_keyops_env *env, const kh_caller *caller, const 
                        size_t len, kh_buf *resp, kh_identity **used, kh_error *err) {
   Keyhold__V1__PublicKeysRequest *r = keyhold__v1__public_keys_request__unpack(NULL, len, req);
   if (r == NULL) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "malformed PublicKeysRequest");
-  *used = choose(env, caller, r->local_identity, r->access_tokens, r->n_access_tokens,
-                 "KeyOperations.GetPublicKeys", err);
+  *used = choose(env, caller, KH_OP_OPEN_SEALED, r->local_identity, r->access_tokens,
+                 r->n_access_tokens, "KeyOperations.GetPublicKeys", err);
   keyhold__v1__public_keys_request__free_unpacked(r, NULL);
   return *used != NULL && pack_public(*used, resp, err);
 }
@@ -90,19 +95,68 @@ static int open_sealed(const kh_keyops_env *env, const kh_caller *caller, const 
   if (r->sealed.len > KH_SEALED_MAX)
     kh_err(err, KH_ERR_RESOURCE_EXHAUSTED, "sealed message of %zu bytes: at most %u", r->sealed.len,
            (unsigned)KH_SEALED_MAX);
-  else if ((*used = choose(env, caller, r->local_identity, r->access_tokens, r->n_access_tokens,
-                           "KeyOperations.OpenSealed", err)) != NULL)
+  else if ((*used = choose(env, caller, KH_OP_OPEN_SEALED, r->local_identity, r->access_tokens,
+                           r->n_access_tokens, "KeyOperations.OpenSealed", err)) != NULL)
     ok = open_box(*used, &r->sealed, resp, err);
   keyhold__v1__open_sealed_request__free_unpacked(r, NULL);
   return ok;
 }
 
+static int pack_dpop(const char *proof, const char *jkt, kh_buf *resp, kh_error *err) {
+  Keyhold__V1__DpopProofResponse r = KEYHOLD__V1__DPOP_PROOF_RESPONSE__INIT;
+  r.proof = (char *)proof;
+  r.jkt = (char *)jkt;
+  size_t n = keyhold__v1__dpop_proof_response__get_packed_size(&r);
+  if (!kh_buf_reserve(resp, n)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
+  resp->len = keyhold__v1__dpop_proof_response__pack(&r, resp->data);
+  return 1;
+}
+
+static int dpop_proof(const kh_keyops_env *env, const kh_caller *caller, const uint8_t *req,
+                      size_t len, kh_buf *resp, kh_identity **used, kh_error *err) {
+  Keyhold__V1__DpopProofRequest *r = keyhold__v1__dpop_proof_request__unpack(NULL, len, req);
+  if (r == NULL) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "malformed DpopProofRequest");
+  char jkt[64];
+  kh_buf proof = KH_BUF_INIT;
+  int ok = (*used = choose(env, caller, KH_OP_DPOP, r->local_identity, r->access_tokens,
+                           r->n_access_tokens, "KeyOperations.SignDpopProof", err)) != NULL &&
+           kh_dpop_proof(*used, r->alg, r->htm, r->htu, r->nonce, r->ath.len ? r->ath.data : NULL,
+                         r->ath.len, (int64_t)time(NULL), &proof, err) &&
+           kh_dpop_thumbprint(*used, r->alg, jkt, sizeof(jkt), err) &&
+           pack_dpop((const char *)proof.data, jkt, resp, err);
+  kh_buf_free(&proof);
+  keyhold__v1__dpop_proof_request__free_unpacked(r, NULL);
+  return ok;
+}
+
+static int dpop_thumbprint(const kh_keyops_env *env, const kh_caller *caller, const uint8_t *req,
+                           size_t len, kh_buf *resp, kh_identity **used, kh_error *err) {
+  Keyhold__V1__DpopThumbprintRequest *r =
+      keyhold__v1__dpop_thumbprint_request__unpack(NULL, len, req);
+  if (r == NULL) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "malformed DpopThumbprintRequest");
+  char jkt[64];
+  int ok = (*used = choose(env, caller, KH_OP_DPOP, r->local_identity, r->access_tokens,
+                           r->n_access_tokens, "KeyOperations.GetDpopThumbprint", err)) != NULL &&
+           kh_dpop_thumbprint(*used, r->alg, jkt, sizeof(jkt), err);
+  keyhold__v1__dpop_thumbprint_request__free_unpacked(r, NULL);
+  if (!ok) return 0;
+  Keyhold__V1__DpopThumbprintResponse t = KEYHOLD__V1__DPOP_THUMBPRINT_RESPONSE__INIT;
+  t.jkt = jkt;
+  size_t n = keyhold__v1__dpop_thumbprint_response__get_packed_size(&t);
+  if (!kh_buf_reserve(resp, n)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
+  resp->len = keyhold__v1__dpop_thumbprint_response__pack(&t, resp->data);
+  return 1;
+}
+
+typedef int (*keyop_fn)(const kh_keyops_env *, const kh_caller *, const uint8_t *, size_t, kh_buf *,
+                        kh_identity **, kh_error *);
+
 int kh_keyop_handle(const kh_keyops_env *env, const kh_caller *caller, kh_keyop op,
                     const uint8_t *req, size_t len, kh_buf *resp, char *identity,
                     size_t identity_len, kh_error *err) {
   kh_identity *used = NULL;
-  int ok = op == KH_KEYOP_PUBLIC_KEYS ? public_keys(env, caller, req, len, resp, &used, err)
-                                      : open_sealed(env, caller, req, len, resp, &used, err);
+  static const keyop_fn fns[] = {public_keys, open_sealed, dpop_proof, dpop_thumbprint};
+  int ok = fns[op](env, caller, req, len, resp, &used, err);
   snprintf(identity, identity_len, "%s", used ? kh_identity_name(used) : "-");
   kh_identity_unref(used);
   if (ok)

@@ -23,7 +23,12 @@
  * shorter). */
 #define KH_SEALED_MAX (256 * 1024)
 
-typedef enum { KH_KEYOP_PUBLIC_KEYS = 0, KH_KEYOP_OPEN_SEALED = 1 } kh_keyop;
+typedef enum {
+  KH_KEYOP_PUBLIC_KEYS = 0,
+  KH_KEYOP_OPEN_SEALED = 1,
+  KH_KEYOP_DPOP_PROOF = 2,      /* grant `dpop` (dpop.h) */
+  KH_KEYOP_DPOP_THUMBPRINT = 3, /* grant `dpop` */
+} kh_keyop;
 
 typedef struct {
   const kh_identity_store *store;

@@ -122,6 +122,7 @@ uint32_t kh_operation_grant(kh_operation op) {
     case KH_OP_TICKET_KEYS: return KH_GRANT_TICKET_KEYS;
     case KH_OP_SECURE_CHANNEL: return KH_GRANT_SECURE_CHANNEL;
     case KH_OP_OPEN_SEALED: return KH_GRANT_OPEN_SEALED;
+    case KH_OP_DPOP: return KH_GRANT_DPOP;
   }
   return 0;
 }
@@ -134,7 +135,8 @@ static const struct {
                      {KH_GRANT_VALIDATE, "validate"},
                      {KH_GRANT_TICKET_KEYS, "ticket-keys"},
                      {KH_GRANT_SECURE_CHANNEL, "secure-channel"},
-                     {KH_GRANT_OPEN_SEALED, "open-sealed"}};
+                     {KH_GRANT_OPEN_SEALED, "open-sealed"},
+                     {KH_GRANT_DPOP, "dpop"}};
 
 const char *kh_grant_name(uint32_t grant) {
   for (size_t i = 0; i < sizeof(k_grant_names) / sizeof(k_grant_names[0]); i++)

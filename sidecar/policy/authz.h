@@ -68,6 +68,7 @@ typedef enum {
   KH_OP_TICKET_KEYS = 5,
   KH_OP_SECURE_CHANNEL = 6, /* a Noise handshake (keyhold.v1.SecureChannel) */
   KH_OP_OPEN_SEALED = 7,    /* open a sealed box (keyhold.v1.KeyOperations) */
+  KH_OP_DPOP = 8,           /* sign a DPoP proof (keyhold.v1.KeyOperations) */
 } kh_operation;
 
 #define KH_GRANT_TLS_OFFLOAD (1u << 0)
@@ -76,6 +77,7 @@ typedef enum {
 #define KH_GRANT_TICKET_KEYS (1u << 3)
 #define KH_GRANT_SECURE_CHANNEL (1u << 4)
 #define KH_GRANT_OPEN_SEALED (1u << 5)
+#define KH_GRANT_DPOP (1u << 6)
 
 /* kh_operation_grant: the KH_GRANT_* bit |op| needs; kh_grant_name its name
  * in the policy ("tls-offload", "sign", "validate", "ticket-keys"), and

@@ -50,7 +50,7 @@
 #include "kh_secret.h"
 #include "workers.h"
 
-#define KH_MAX_SERVICES 8
+#define KH_MAX_SERVICES 12
 
 typedef enum { TAG_REQUEST, TAG_RECV, TAG_SEND, TAG_STATUS, TAG_CLOSE, TAG_SHUTDOWN } tag_kind;
 

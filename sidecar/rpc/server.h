@@ -18,7 +18,7 @@ typedef struct {
   const char *describe;       /* for the "listening on" line ("with 2 identities, ...") */
   kh_listener *listener;      /* the bound socket (listener.h); borrowed */
   const kh_service *services; /* borrowed: one registered method each */
-  size_t n_services;          /* 1 to 8 */
+  size_t n_services;          /* 1 to 12 */
   const kh_limits *limits;    /* borrowed: budgets, deadline, connections */
   /* Does the policy grant |caller| anything at all? (listener.h) */
   int (*admit)(void *arg, const kh_caller *caller);

@@ -28,6 +28,14 @@ static void *open_sealed_new(void *arg, const kh_caller *caller) {
   return open_session(arg, caller, KH_KEYOP_OPEN_SEALED);
 }
 
+static void *dpop_proof_new(void *arg, const kh_caller *caller) {
+  return open_session(arg, caller, KH_KEYOP_DPOP_PROOF);
+}
+
+static void *dpop_thumbprint_new(void *arg, const kh_caller *caller) {
+  return open_session(arg, caller, KH_KEYOP_DPOP_THUMBPRINT);
+}
+
 static kh_rpc_outcome handle(void *arg, const uint8_t *req, size_t len, kh_buf *resp,
                              kh_error *err) {
   session *s = arg;
@@ -55,4 +63,10 @@ void kh_key_ops_services(const kh_keyops_env *env, kh_service out[KH_KEY_OPS_SER
   out[1] = out[0];
   out[1].method = "/keyhold.v1.KeyOperations/OpenSealed";
   out[1].session_new = open_sealed_new;
+  out[2] = out[0];
+  out[2].method = "/keyhold.v1.KeyOperations/SignDpopProof";
+  out[2].session_new = dpop_proof_new;
+  out[3] = out[0];
+  out[3].method = "/keyhold.v1.KeyOperations/GetDpopThumbprint";
+  out[3].session_new = dpop_thumbprint_new;
 }

@@ -30,7 +30,7 @@ expect 2 "one argument expected: DIR" "$KEYHOLD" init
 expect 0 "usage: keyhold health" "$KEYHOLD" health --help
 expect 0 "keyhold channel" "$KEYHOLD" channel --help
 expect 0 "usage:" "$KEYHOLD" connect --help
-expect 2 "unknown command 'bogus' \(one of connect, serve, channel, tunnel, health, pubkey, seal, open, init\)" \
+expect 2 "unknown command 'bogus' \(one of connect, serve, channel, tunnel, health, pubkey, seal, open, dpop, init\)" \
   "$KEYHOLD" bogus
 expect 2 "connect: unexpected argument 'b'" env KEYHOLD_SIDECAR=/x "$KEYHOLD" connect a:1 b
 expect 1 "--timeout 'abc': a whole number from 1 to 3600000 expected" \

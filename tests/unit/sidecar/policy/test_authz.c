@@ -200,7 +200,7 @@ START_TEST(test_operations) {
   ck_assert_str_eq(
       err.msg,
       "q.yaml:4:24: identities.web.operations[1]: unknown operation "
-      "'decrypt' (tls-offload, sign, validate, ticket-keys, secure-channel, open-sealed)");
+      "'decrypt' (tls-offload, sign, validate, ticket-keys, secure-channel, open-sealed, dpop)");
   kh_config_cleanup(&cfg);
 }
 END_TEST
