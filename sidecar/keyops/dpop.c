@@ -32,24 +32,26 @@ static void b64url(const uint8_t *in, size_t len, char *out, size_t cap) {
 typedef struct {
   const char *alg;
   uint16_t sigalg;
-  char members[300]; /* the JWK's members in RFC 7638 (lexicographic) order */
+  EVP_PKEY *dedicated; /* dpop.key (borrowed), or NULL: the identity key signs */
+  char members[300];   /* the JWK's members in RFC 7638 (lexicographic) order */
 } jwk;
 
-/* key_jwk: |id|'s public key as a JWK for |alg|. */
+/* key_jwk: the public key |id| signs DPoP proofs with for |alg|, as a JWK:
+ * ES256 with the identity key if it is P-256, else with dpop.key; EdDSA
+ * with an Ed25519 identity key. */
 static int key_jwk(const kh_identity *id, const char *alg, jwk *k, kh_error *err) {
   kh_key_type t = kh_identity_key_type(id);
-  const char *own = t == KH_KEY_ECDSA_P256 ? "ES256" : t == KH_KEY_ED25519 ? "EdDSA" : "ES256";
-  const char *want = alg != NULL && alg[0] != '\0' ? alg : own;
+  const char *want = alg != NULL && alg[0] != '\0' ? alg : t == KH_KEY_ED25519 ? "EdDSA" : "ES256";
   if (strcmp(want, "ES256") != 0 && strcmp(want, "EdDSA") != 0)
     return kh_err(err, KH_ERR_INVALID_ARGUMENT, "alg '%.20s': ES256 or EdDSA", want);
-  int es256 = strcmp(want, "ES256") == 0 && t == KH_KEY_ECDSA_P256;
-  int eddsa = strcmp(want, "EdDSA") == 0 && t == KH_KEY_ED25519;
-  if (!es256 && !eddsa)
+  int es256 = strcmp(want, "ES256") == 0;
+  if (!es256 && t != KH_KEY_ED25519)
     return kh_err(err, KH_ERR_FAILED_PRECONDITION,
-                  "identity %.200s has no %s key for DPoP (ES256 needs a P-256 identity key, "
-                  "EdDSA an Ed25519 one)",
-                  kh_identity_name(id), want);
-  EVP_PKEY *pub = X509_get_pubkey(kh_identity_leaf(id));
+                  "identity %.200s has no EdDSA key for DPoP (EdDSA needs an Ed25519 identity "
+                  "key; use ES256)",
+                  kh_identity_name(id));
+  k->dedicated = es256 ? kh_identity_dpop_key(id) : NULL;
+  EVP_PKEY *pub = k->dedicated ? k->dedicated : X509_get_pubkey(kh_identity_leaf(id));
   int ok = pub != NULL;
   char x[64], y[64];
   if (ok && es256) {
@@ -73,7 +75,7 @@ static int key_jwk(const kh_identity *id, const char *alg, jwk *k, kh_error *err
     k->alg = "EdDSA";
     k->sigalg = SSL_SIGN_ED25519;
   }
-  EVP_PKEY_free(pub);
+  if (pub != k->dedicated) EVP_PKEY_free(pub);
   return ok || kh_err(err, KH_ERR_INTERNAL, "cannot read the identity's public key");
 }
 
@@ -127,9 +129,17 @@ static int check_inputs(const char *htm, const char *htu, const char *nonce, siz
 static int jws_signature(const kh_identity *id, const jwk *k, const char *in, char *out, size_t cap,
                          kh_error *err) {
   uint8_t sig[KH_MAX_SIGNATURE];
-  size_t sl;
-  if (!kh_identity_sign(id, k->sigalg, (const uint8_t *)in, strlen(in), sig, &sl, sizeof(sig), err))
+  size_t sl = sizeof(sig);
+  if (k->dedicated != NULL) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, k->dedicated) &&
+             EVP_DigestSign(ctx, sig, &sl, (const uint8_t *)in, strlen(in));
+    EVP_MD_CTX_free(ctx);
+    if (!ok) return kh_err(err, KH_ERR_INTERNAL, "DPoP key signature failed");
+  } else if (!kh_identity_sign(id, k->sigalg, (const uint8_t *)in, strlen(in), sig, &sl,
+                               sizeof(sig), err)) {
     return 0;
+  }
   if (k->sigalg == SSL_SIGN_ED25519) {
     b64url(sig, sl, out, cap);
     return 1;

@@ -1,9 +1,9 @@
 /* dpop.h: DPoP proofs (RFC 9449) signed with an identity's key, sans-IO.
  * A proof is a compact JWS: header {"typ":"dpop+jwt","alg":ALG,"jwk":PUB},
- * claims {"jti","htm","htu","iat"[,"nonce"][,"ath"]}. ALG is ES256 with a
- * P-256 identity key or EdDSA with an Ed25519 one (other key types: no
- * DPoP key yet, FAILED_PRECONDITION). The JWK thumbprint (RFC 7638) is what
- * an authorization server binds tokens to (cnf.jkt). */
+ * claims {"jti","htm","htu","iat"[,"nonce"][,"ath"]}. ALG is ES256, signed
+ * by the identity key when it is P-256, else by the identity's dedicated
+ * P-256 dpop.key; or EdDSA with an Ed25519 identity key. The JWK thumbprint
+ * (RFC 7638) is what an authorization server binds tokens to (cnf.jkt). */
 #ifndef KH_DPOP_H
 #define KH_DPOP_H
 

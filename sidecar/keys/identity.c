@@ -38,6 +38,7 @@ struct kh_identity {
   kh_cert_info cert;      /* the leaf's validity and serial */
   kh_noise_static *noise; /* the static X25519 key for secure channels */
   kh_noise_static *seal;  /* the X25519 key sealed boxes are opened with (seal.key) */
+  EVP_PKEY *dpop;         /* P-256 DPoP key (dpop.key) unless the identity key is P-256 */
   int refs;               /* kh_identity_ref / kh_identity_unref (atomic: any thread) */
   /* Attachments (kh_identity_attachment): written once under |attach_mu|,
    * read with acquire loads. */
@@ -182,6 +183,7 @@ static void identity_destroy(kh_identity *id) {
   X509_STORE_free(id->trust);
   kh_noise_static_free(id->noise);
   kh_noise_static_free(id->seal);
+  EVP_PKEY_free(id->dpop);
   for (size_t i = 0; i < KH_IDENTITY_SLOTS; i++) {
     if (id->attached[i] != NULL) id->detach[i](id->attached[i]);
   }
@@ -228,6 +230,10 @@ kh_identity *kh_identity_load(const char *dir, kh_error *err) {
   }
   if ((id->noise = kh_noise_static_load(dir, err)) == NULL ||
       (id->seal = kh_x25519_file_load(dir, KH_SEAL_KEY_FILE, "sealing", err)) == NULL)
+    goto fail;
+  if (kh_key_get_type(id->key) != KH_KEY_ECDSA_P256 &&
+      (id->dpop =
+           kh_private_key_file_load(dir, KH_DPOP_KEY_FILE, "dpop", EVP_PKEY_EC, NULL, err)) == NULL)
     goto fail;
   return id;
 fail:
@@ -297,6 +303,10 @@ const uint8_t *kh_identity_fingerprint(const kh_identity *id) {
 
 kh_key_type kh_identity_key_type(const kh_identity *id) {
   return kh_key_get_type(id->key);
+}
+
+EVP_PKEY *kh_identity_dpop_key(const kh_identity *id) {
+  return id->dpop;
 }
 
 const struct kh_noise_static *kh_identity_seal_key(const kh_identity *id) {

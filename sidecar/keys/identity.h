@@ -68,6 +68,9 @@ struct kh_noise_static;
 /* The identity's X25519 key for opening sealed boxes (seal.key beside the
  * certificate, kept like noise.key; keyhold.v1.KeyOperations). */
 const struct kh_noise_static *kh_identity_seal_key(const kh_identity *id);
+/* The identity's dedicated P-256 DPoP key (dpop.key, kept like noise.key),
+ * or NULL when the identity's own key is P-256 and signs DPoP proofs. */
+EVP_PKEY *kh_identity_dpop_key(const kh_identity *id);
 const struct kh_noise_static *kh_identity_noise_key(const kh_identity *id);
 
 /* kh_identity_sigalgs writes the TLS SignatureSchemes the identity's key can

@@ -1,4 +1,6 @@
-/* noise_key.c: see noise_key.h. */
+/* noise_key.c: see noise_key.h. One loader for every private key file kept
+ * beside an identity's certificate (noise.key, seal.key, dpop.key): PKCS#8
+ * PEM, refused if group- or world-readable, created 0600 when missing. */
 #include "noise_key.h"
 
 #include <errno.h>
@@ -10,65 +12,119 @@
 #include <openssl/bio.h>
 #include <openssl/curve25519.h>
 #include <openssl/evp.h>
+#include <openssl/nid.h>
 #include <openssl/pem.h>
 
 #include "kh_log.h"
 #include "kh_secret.h"
 
-#define KH_MAX_NOISE_KEY_FILE 4096
+#define KH_MAX_KEY_FILE 4096
 
-/* from_pem parses a PKCS#8 X25519 private key into |k|. */
-static int from_pem(const char *path, const uint8_t *pem, size_t len, kh_noise_static *k,
-                    kh_error *err) {
-  BIO *bio = BIO_new_mem_buf(pem, (int)len);
-  EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-  BIO_free(bio);
-  size_t n = sizeof(k->priv);
-  int ok = key != NULL && EVP_PKEY_id(key) == EVP_PKEY_X25519 &&
-           EVP_PKEY_get_raw_private_key(key, k->priv, &n) && n == sizeof(k->priv);
-  EVP_PKEY_free(key);
-  if (!ok) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: not a PKCS#8 X25519 private key", path);
-  X25519_public_from_private(k->pub, k->priv);
-  return 1;
+static const char *type_name(int type) {
+  return type == EVP_PKEY_X25519 ? "X25519" : "EC P-256";
 }
 
-static int read_existing(const char *path, int fd, kh_noise_static *k, kh_error *err) {
+/* read_existing parses |fd| (at |path|) as a PKCS#8 private key of |type|. */
+static EVP_PKEY *read_existing(const char *path, int fd, int type, kh_error *err) {
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: not a regular file", path);
-  if ((st.st_mode & 077) != 0)
-    return kh_err(err, KH_ERR_PERMISSION_DENIED,
-                  "%s: readable by group or others (mode %03o); chmod 600 it", path,
-                  (unsigned)(st.st_mode & 0777));
-  uint8_t *buf = kh_secret_alloc(KH_MAX_NOISE_KEY_FILE + 1);
-  if (buf == NULL) return kh_err(err, KH_ERR_NOMEM, "out of memory");
-  ssize_t n = read(fd, buf, KH_MAX_NOISE_KEY_FILE + 1);
-  int ok = n > 0 && n <= KH_MAX_NOISE_KEY_FILE
-               ? from_pem(path, buf, (size_t)n, k, err)
-               : kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: %s", path,
-                        n < 0 ? strerror(errno) : "empty or larger than 4 KiB");
-  kh_secret_free(buf, KH_MAX_NOISE_KEY_FILE + 1);
-  return ok;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: not a regular file", path);
+    return NULL;
+  }
+  if ((st.st_mode & 077) != 0) {
+    kh_err(err, KH_ERR_PERMISSION_DENIED,
+           "%s: readable by group or others (mode %03o); chmod 600 it", path,
+           (unsigned)(st.st_mode & 0777));
+    return NULL;
+  }
+  uint8_t *buf = kh_secret_alloc(KH_MAX_KEY_FILE + 1);
+  if (buf == NULL) {
+    kh_err(err, KH_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  ssize_t n = read(fd, buf, KH_MAX_KEY_FILE + 1);
+  EVP_PKEY *key = NULL;
+  if (n > 0 && n <= KH_MAX_KEY_FILE) {
+    BIO *bio = BIO_new_mem_buf(buf, (int)n);
+    key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    int ok = key != NULL && EVP_PKEY_id(key) == type &&
+             (type != EVP_PKEY_EC || EC_GROUP_get_curve_name(EC_KEY_get0_group(
+                                         EVP_PKEY_get0_EC_KEY(key))) == NID_X9_62_prime256v1);
+    if (!ok) {
+      EVP_PKEY_free(key);
+      key = NULL;
+      kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: not a PKCS#8 %s private key", path,
+             type_name(type));
+    }
+  } else {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: %s", path,
+           n < 0 ? strerror(errno) : "empty or larger than 4 KiB");
+  }
+  kh_secret_free(buf, KH_MAX_KEY_FILE + 1);
+  return key;
 }
 
-/* write_new writes |k| to a new |path| (O_EXCL, 0600) as PKCS#8 PEM. 0 if
+/* write_new writes |key| to a new |path| (O_EXCL, 0600) as PKCS#8 PEM. 0 if
  * the file cannot be created; a half-written file is removed. */
-static int write_new(const char *path, const kh_noise_static *k) {
+static int write_new(const char *path, EVP_PKEY *key) {
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return 0;
-  EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, k->priv, sizeof(k->priv));
   BIO *bio = BIO_new(BIO_s_mem());
   const uint8_t *pem = NULL;
   size_t len = 0;
-  int ok =
-      key != NULL && bio != NULL && PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) &&
-      BIO_mem_contents(bio, &pem, &len) && write(fd, pem, len) == (ssize_t)len && fsync(fd) == 0;
+  int ok = bio != NULL && PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) &&
+           BIO_mem_contents(bio, &pem, &len) && write(fd, pem, len) == (ssize_t)len &&
+           fsync(fd) == 0;
   if (pem != NULL) kh_wipe((void *)pem, len);
   BIO_free(bio);
-  EVP_PKEY_free(key);
   if (close(fd) != 0) ok = 0;
   if (!ok) unlink(path);
   return ok;
+}
+
+static EVP_PKEY *generate(int type) {
+  EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(type, NULL);
+  EVP_PKEY *key = NULL;
+  if (ctx == NULL || EVP_PKEY_keygen_init(ctx) != 1 ||
+      (type == EVP_PKEY_EC &&
+       EVP_PKEY_CTX_set_ec_paramgen_curve_nid(ctx, NID_X9_62_prime256v1) != 1) ||
+      EVP_PKEY_keygen(ctx, &key) != 1)
+    key = NULL;
+  EVP_PKEY_CTX_free(ctx);
+  return key;
+}
+
+EVP_PKEY *kh_private_key_file_load(const char *dir, const char *file, const char *what, int type,
+                                   int *persistent, kh_error *err) {
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s", dir, file);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd >= 0) {
+    EVP_PKEY *key = read_existing(path, fd, type, err);
+    close(fd);
+    if (key != NULL && persistent != NULL) *persistent = 1;
+    return key;
+  }
+  if (errno != ENOENT) {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "cannot open %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  EVP_PKEY *key = generate(type);
+  if (key == NULL) {
+    kh_err(err, KH_ERR_INTERNAL, "cannot generate a %s key", type_name(type));
+    return NULL;
+  }
+  int kept = write_new(path, key);
+  if (persistent != NULL) *persistent = kept;
+  if (kept)
+    kh_log(KH_LOG_INFO, "%s key created path=%s", what, path);
+  else
+    kh_log(KH_LOG_WARN,
+           "%s key in memory only path=%s reason=\"cannot write it: %s\" (a new key at each "
+           "restart: put a %s in the identity directory to keep one)",
+           what, path, strerror(errno), file);
+  return key;
 }
 
 kh_noise_static *kh_noise_static_load(const char *dir, kh_error *err) {
@@ -77,38 +133,21 @@ kh_noise_static *kh_noise_static_load(const char *dir, kh_error *err) {
 
 kh_noise_static *kh_x25519_file_load(const char *dir, const char *file, const char *what,
                                      kh_error *err) {
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/%s", dir, file);
   kh_noise_static *k = kh_secret_alloc(sizeof(*k));
   if (k == NULL) {
     kh_err(err, KH_ERR_NOMEM, "out of memory");
     return NULL;
   }
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd >= 0) {
-    int ok = read_existing(path, fd, k, err);
-    close(fd);
-    if (!ok) {
-      kh_noise_static_free(k);
-      return NULL;
-    }
-    k->persistent = 1;
-    return k;
-  }
-  if (errno != ENOENT) {
-    kh_err(err, KH_ERR_INVALID_ARGUMENT, "cannot open %s: %s", path, strerror(errno));
+  EVP_PKEY *key = kh_private_key_file_load(dir, file, what, EVP_PKEY_X25519, &k->persistent, err);
+  size_t n = sizeof(k->priv);
+  if (key == NULL || !EVP_PKEY_get_raw_private_key(key, k->priv, &n) || n != sizeof(k->priv)) {
+    if (key != NULL) kh_err(err, KH_ERR_INTERNAL, "cannot read the %s key", what);
+    EVP_PKEY_free(key);
     kh_noise_static_free(k);
     return NULL;
   }
-  X25519_keypair(k->pub, k->priv);
-  k->persistent = write_new(path, k);
-  if (k->persistent)
-    kh_log(KH_LOG_INFO, "%s key created path=%s", what, path);
-  else
-    kh_log(KH_LOG_WARN,
-           "%s key in memory only path=%s reason=\"cannot write it: %s\" (a new key at each "
-           "restart: put a %s in the identity directory to keep one)",
-           what, path, strerror(errno), file);
+  EVP_PKEY_free(key);
+  X25519_public_from_private(k->pub, k->priv);
   return k;
 }
 

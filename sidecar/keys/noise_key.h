@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#include <openssl/base.h>
+
 #include "kh_error.h"
 
 #define KH_NOISE_KEY_FILE "noise.key"
@@ -33,6 +35,14 @@ KH_MUST_USE kh_noise_static *kh_noise_static_load(const char *dir, kh_error *err
 KH_MUST_USE kh_noise_static *kh_x25519_file_load(const char *dir, const char *file,
                                                  const char *what, kh_error *err);
 #define KH_SEAL_KEY_FILE "seal.key"
+
+/* kh_private_key_file_load: the PKCS#8 private key |dir|/|file| of |type|
+ * (EVP_PKEY_X25519, or EVP_PKEY_EC for P-256), created 0600 when missing
+ * (in memory only, with a warning, where the directory is read-only:
+ * |*persistent| 0). Refused if group- or world-readable. */
+KH_MUST_USE EVP_PKEY *kh_private_key_file_load(const char *dir, const char *file, const char *what,
+                                               int type, int *persistent, kh_error *err);
+#define KH_DPOP_KEY_FILE "dpop.key"
 void kh_noise_static_free(kh_noise_static *k);
 
 #endif /* KH_NOISE_KEY_H */

@@ -3,9 +3,10 @@
 # by an independent JOSE library (Debian's python3-jwcrypto): signature
 # under the header's jwk, typ, alg, claims (htm, htu, iat, jti, nonce, ath)
 # and the RFC 7638 thumbprint; ES256 with a P-256 identity, EdDSA with an
-# Ed25519 one; a replayed proof carries the same jti, a new proof a new one;
-# bad inputs, a key type without a DPoP key and a caller without the `dpop`
-# grant are refused with their reasons.
+# Ed25519 one, ES256 with a dedicated dpop.key for an RSA identity; a
+# replayed proof carries the same jti, a new proof a new one; bad inputs,
+# EdDSA without an Ed25519 key and a caller without the `dpop` grant are
+# refused with their reasons.
 source "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "not ok - must run as root to switch uids with setpriv"; exit 1; }
 PY=/usr/bin/python3
@@ -68,10 +69,18 @@ refused() { # refused NAME PATTERN ARGS...
   elif grep -q -- "$pat" "$T/$name.err"; then pass "$name: $pat"
   else fail "$name: $(cat "$T/$name.err")"; fi
 }
-refused rsa "identity spiffe://example.org/rsa has no ES256 key for DPoP .*\[FAILED_PRECONDITION\]" \
-  "${D[@]}" --identity spiffe://example.org/rsa --htm POST --htu "$HTU"
-refused es-on-ed "has no ES256 key for DPoP" \
-  "${D[@]}" --identity spiffe://example.org/ed25519 --htm POST --htu "$HTU" --alg ES256
+# An RSA identity signs ES256 proofs with its dedicated dpop.key (kept like
+# noise.key); a P-256 identity needs none.
+rjkt=$("${D[@]}" --identity spiffe://example.org/rsa --thumbprint)
+proof rsa spiffe://example.org/rsa --htm POST --htu "$HTU" &&
+  $PY "$VERIFY" "$T/rsa.jws" "$rjkt" POST "$HTU" "" >/dev/null 2>"$T/v4.err" &&
+  pass "ES256 proof for the RSA identity, with its dedicated dpop.key, verified" ||
+  fail "rsa: $(cat "$T/rsa.err" "$T/v4.err")"
+[ "$(stat -c %a "$P/ids/rsa/dpop.key" 2>/dev/null)" = 600 ] && [ ! -e "$P/ids/client/dpop.key" ] &&
+  pass "dpop.key made (0600) only for the identity whose key is not P-256" || fail "dpop.key files"
+[ "$rjkt" != "$jkt" ] && pass "each identity has its own DPoP key" || fail "shared jkt"
+refused eddsa-on-p256 "identity spiffe://example.org/client has no EdDSA key for DPoP .*\[FAILED_PRECONDITION\]" \
+  "${D[@]}" --identity spiffe://example.org/client --htm POST --htu "$HTU" --alg EdDSA
 refused query "htu must be an absolute http(s) URI without query or fragment" \
   "${D[@]}" --identity spiffe://example.org/client --htm POST --htu "$HTU?x=1"
 refused method "htm must be an HTTP method" \

@@ -113,9 +113,17 @@ START_TEST(test_refusals) {
   ck_assert_str_eq(err.msg, "ath must be the 32-byte SHA-256 of the token");
   ck_assert(!kh_dpop_proof(g_p256, "EdDSA", "GET", u, NULL, NULL, 0, 1, &out, &err));
   ck_assert_int_eq(err.code, KH_ERR_FAILED_PRECONDITION);
-  ck_assert(!kh_dpop_proof(g_rsa, NULL, "GET", u, NULL, NULL, 0, 1, &out, &err));
+  ck_assert(!kh_dpop_proof(g_rsa, "EdDSA", "GET", u, NULL, NULL, 0, 1, &out, &err));
   ck_assert_int_eq(err.code, KH_ERR_FAILED_PRECONDITION);
   ck_assert_uint_eq(out.len, 0); /* nothing written on a refusal */
+  /* The RSA identity signs ES256 with its own dpop.key. */
+  ck_assert_ptr_null(kh_identity_dpop_key(g_p256));
+  ck_assert_ptr_nonnull(kh_identity_dpop_key(g_rsa));
+  ck_assert_msg(kh_dpop_proof(g_rsa, NULL, "GET", u, NULL, NULL, 0, 1, &out, &err), "%s", err.msg);
+  char a[64], b[64];
+  ck_assert(kh_dpop_thumbprint(g_rsa, NULL, a, sizeof(a), &err));
+  ck_assert(kh_dpop_thumbprint(g_p256, NULL, b, sizeof(b), &err));
+  ck_assert_str_ne(a, b);
   kh_buf_free(&out);
 }
 END_TEST
