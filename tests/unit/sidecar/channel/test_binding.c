@@ -9,30 +9,21 @@
 
 #include "binding.h"
 #include "identity.h"
+#include "identity_fixture.h"
 #include "testutil.h"
 
-static char g_pki[256];
 static kh_identity *g_client, *g_server;
 
-static kh_identity *load(const char *name) {
-  char dir[512];
-  kh_error err;
-  snprintf(dir, sizeof(dir), "%s/ids/%s", g_pki, name);
-  kh_identity *id = kh_identity_load(dir, &err);
-  ck_assert_msg(id != NULL, "%s", err.msg);
-  return id;
-}
-
 static void setup(void) {
-  ck_assert(kh_test_pki(g_pki, sizeof(g_pki), NULL));
-  g_client = load("client");
-  g_server = load("server");
+  kh_fixture_pki(NULL);
+  g_client = kh_fixture_identity("client");
+  g_server = kh_fixture_identity("server");
 }
 
 static void teardown(void) {
   kh_identity_unref(g_client);
   kh_identity_unref(g_server);
-  kh_test_rmtree(g_pki);
+  kh_test_rmtree(kh_fixture_dir);
 }
 
 static const uint8_t k_pub[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
@@ -80,7 +71,7 @@ START_TEST(test_foreign_ca) {
   kh_error err;
   ck_assert(kh_binding_write(g_client, 1, k_pub, k_h, sizeof(k_h), &b, &err));
   char path[512];
-  snprintf(path, sizeof(path), "%s/other-ca/ca.crt", g_pki);
+  snprintf(path, sizeof(path), "%s/other-ca/ca.crt", kh_fixture_dir);
   X509_STORE *other = X509_STORE_new();
   ck_assert(X509_STORE_load_locations(other, path, NULL));
   ck_assert(!verify(&b, 1, k_pub, k_h, other, &err));

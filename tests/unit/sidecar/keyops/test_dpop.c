@@ -14,30 +14,21 @@
 #include <openssl/x509.h>
 
 #include "dpop.h"
+#include "identity_fixture.h"
 #include "testutil.h"
 
-static char g_pki[256];
 static kh_identity *g_p256, *g_rsa;
 
-static kh_identity *load(const char *name) {
-  char dir[512];
-  kh_error err;
-  snprintf(dir, sizeof(dir), "%s/ids/%s", g_pki, name);
-  kh_identity *id = kh_identity_load(dir, &err);
-  ck_assert_msg(id != NULL, "%s", err.msg);
-  return id;
-}
-
 static void setup(void) {
-  ck_assert(kh_test_pki(g_pki, sizeof(g_pki), "rsa"));
-  g_p256 = load("client");
-  g_rsa = load("rsa");
+  kh_fixture_pki("rsa");
+  g_p256 = kh_fixture_identity("client");
+  g_rsa = kh_fixture_identity("rsa");
 }
 
 static void teardown(void) {
   kh_identity_unref(g_p256);
   kh_identity_unref(g_rsa);
-  kh_test_rmtree(g_pki);
+  kh_test_rmtree(kh_fixture_dir);
 }
 
 /* unb64url: |in|[0..n) decoded into |out|; its length. */
