@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static inline double bp_now(void) { /* seconds, monotonic */
@@ -58,6 +59,22 @@ static inline const char *bp_scratch(char *tmp, const char *name) {
   return system(cmd) == 0 ? NULL : "cannot make the test PKI";
 }
 #endif
+
+/* bp_start_keyholdd starts |kd| on socket |sock| with identities |ids|
+ * (stderr to /dev/null) and waits (up to 10 s) for the socket; -1 if it
+ * did not come up. */
+static inline pid_t bp_start_keyholdd(const char *kd, const char *sock, const char *ids) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    if (freopen("/dev/null", "w", stderr) == NULL) _exit(127);
+    execl(kd, kd, "--socket", sock, "--identities", ids, (char *)NULL);
+    _exit(127);
+  }
+  struct stat st;
+  for (int i = 0; i < 400 && stat(sock, &st) != 0; i++) usleep(25000);
+  return stat(sock, &st) == 0 ? pid : -1;
+}
 
 /* bp_stop sends SIGTERM to |pid| and waits up to |secs| for it, then sends
  * SIGKILL. Sets *status; returns the seconds it took, or -1 if killed. */

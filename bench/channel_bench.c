@@ -235,16 +235,8 @@ static pid_t start_kd(const char *kd, const char *tmp, const char *name) {
   char sock[128], ids[128];
   snprintf(sock, sizeof(sock), "%s/%s.sock", tmp, name);
   snprintf(ids, sizeof(ids), "%s/%s", tmp, name);
-  pid_t pid = fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {
-    if (freopen("/dev/null", "w", stderr) == NULL) _exit(127);
-    execl(kd, kd, "--socket", sock, "--identities", ids, (char *)NULL);
-    _exit(127);
-  }
-  struct stat st;
-  for (int i = 0; i < 400 && stat(sock, &st) != 0; i++) usleep(25000);
-  if (stat(sock, &st) != 0) die("keyholdd did not start");
+  pid_t pid = bp_start_keyholdd(kd, sock, ids);
+  if (pid < 0) die("keyholdd did not start");
   return pid;
 }
 
