@@ -39,8 +39,13 @@ int main(void) {
   return strcmp(kh_code_name(KH_ERR_HANDSHAKE), "HANDSHAKE") != 0;
 }
 C
+# A sanitizer build's library needs the sanitizer runtime in the application.
+san=$(meson introspect "$build" --buildoptions |
+  python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]=="b_sanitize"][0])')
+sanflags=()
+[ "$san" != none ] && sanflags=(-fsanitize="$san")
 # shellcheck disable=SC2046
-if $cc -std=c11 -Wall -Wextra -Werror -o "$d/app" "$d/app.c" $(pkg-config --cflags --libs keyhold) 2>"$d/cc.err"; then
+if $cc "${sanflags[@]}" -std=c11 -Wall -Wextra -Werror -o "$d/app" "$d/app.c" $(pkg-config --cflags --libs keyhold) 2>"$d/cc.err"; then
   ok "an application compiles and links with pkg-config --cflags --libs keyhold"
   libdir=$(dirname "$(find "$d" -name 'libkeyhold.so*' | head -1)")
   out=$(LD_LIBRARY_PATH=$libdir "$d/app") && ok "and runs ($out)" || fail "app: $out"
