@@ -60,26 +60,38 @@ int kh_sealing_key(kh_client *kc, const kh_keyop_opts *o, uint8_t out[KH_SEALING
   return ok;
 }
 
-ssize_t kh_open_sealed(kh_client *kc, const kh_keyop_opts *o, const uint8_t *sealed, size_t len,
-                       uint8_t *out, size_t out_cap, kh_error *err) {
+/* open_message: OpenSealed or (|envelope|) OpenEnvelope of |in|. */
+static ssize_t open_message(kh_client *kc, const kh_keyop_opts *o, int envelope, const uint8_t *in,
+                            size_t len, uint8_t *out, size_t out_cap, kh_error *err) {
   int ok = 1;
+  size_t least = envelope ? 7 + 1 + 12 + 16 : KH_SEALED_OVERHEAD;
   if (len > KH_SEALED_MAX)
-    ok = kh_err(err, KH_ERR_RESOURCE_EXHAUSTED, "sealed message of %zu bytes: at most %u", len,
+    ok = kh_err(err, KH_ERR_RESOURCE_EXHAUSTED, "message of %zu bytes: at most %u", len,
                 (unsigned)KH_SEALED_MAX);
-  else if (len < KH_SEALED_OVERHEAD)
+  else if (len < least)
     ok = kh_err(err, KH_ERR_INVALID_ARGUMENT, "sealed message too short: %zu bytes", len);
-  else if (out_cap < len - KH_SEALED_OVERHEAD)
+  else if (out_cap < len - (envelope ? least - 1 : KH_SEALED_OVERHEAD))
     ok = kh_err(err, KH_ERR_INVALID_ARGUMENT, "output buffer of %zu bytes, %zu needed", out_cap,
-                len - KH_SEALED_OVERHEAD);
+                len - (envelope ? least - 1 : KH_SEALED_OVERHEAD));
   if (!ok) return -1;
-  Keyhold__V1__OpenSealedRequest q = KEYHOLD__V1__OPEN_SEALED_REQUEST__INIT;
   char *token;
-  SET_CALLER(q, o, token);
-  q.sealed.data = (uint8_t *)sealed;
-  q.sealed.len = len;
+  Keyhold__V1__OpenSealedRequest q = KEYHOLD__V1__OPEN_SEALED_REQUEST__INIT;
+  Keyhold__V1__OpenEnvelopeRequest e = KEYHOLD__V1__OPEN_ENVELOPE_REQUEST__INIT;
+  if (envelope) {
+    SET_CALLER(e, o, token);
+    e.envelope.data = (uint8_t *)in;
+    e.envelope.len = len;
+  } else {
+    SET_CALLER(q, o, token);
+    q.sealed.data = (uint8_t *)in;
+    q.sealed.len = len;
+  }
   Keyhold__V1__OpenSealedResponse *r = NULL;
-  ok = call(kc, o, "/keyhold.v1.KeyOperations/OpenSealed", &q.base,
-            &keyhold__v1__open_sealed_response__descriptor, (ProtobufCMessage **)&r, err);
+  ok = call(
+      kc, o,
+      envelope ? "/keyhold.v1.KeyOperations/OpenEnvelope" : "/keyhold.v1.KeyOperations/OpenSealed",
+      envelope ? &e.base : &q.base, &keyhold__v1__open_sealed_response__descriptor,
+      (ProtobufCMessage **)&r, err);
   if (ok && r->plaintext.len > out_cap) ok = malformed("plaintext", err);
   ssize_t got = ok ? (ssize_t)r->plaintext.len : -1;
   if (ok) memcpy(out, r->plaintext.data, r->plaintext.len);
@@ -88,6 +100,16 @@ ssize_t kh_open_sealed(kh_client *kc, const kh_keyop_opts *o, const uint8_t *sea
     protobuf_c_message_free_unpacked(&r->base, NULL);
   }
   return got;
+}
+
+ssize_t kh_open_sealed(kh_client *kc, const kh_keyop_opts *o, const uint8_t *sealed, size_t len,
+                       uint8_t *out, size_t out_cap, kh_error *err) {
+  return open_message(kc, o, 0, sealed, len, out, out_cap, err);
+}
+
+ssize_t kh_open_envelope(kh_client *kc, const kh_keyop_opts *o, const uint8_t *envelope, size_t len,
+                         uint8_t *out, size_t out_cap, kh_error *err) {
+  return open_message(kc, o, 1, envelope, len, out, out_cap, err);
 }
 
 /* copy_out: |s| into |out| (|cap| bytes), or the error naming |what|. */

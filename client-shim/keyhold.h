@@ -434,6 +434,15 @@ KH_MUST_USE int kh_sealing_key(kh_client *kc, const kh_keyop_opts *opts,
 KH_MUST_USE ssize_t kh_open_sealed(kh_client *kc, const kh_keyop_opts *opts, const uint8_t *sealed,
                                    size_t len, uint8_t *out, size_t out_cap, kh_error *err);
 
+/* kh_open_envelope opens a hybrid RSA envelope ("KHE1": an AES-256-GCM
+ * message whose key is wrapped with the identity's RSA key, RSA-OAEP-SHA256;
+ * PKCS#1 v1.5 only where the policy lists `legacy-pkcs1v15`; docs/KEYS.md)
+ * in keyholdd, as kh_open_sealed does a sealed box. |out_cap|: at least
+ * |len| bytes always suffice. */
+KH_MUST_USE ssize_t kh_open_envelope(kh_client *kc, const kh_keyop_opts *opts,
+                                     const uint8_t *envelope, size_t len, uint8_t *out,
+                                     size_t out_cap, kh_error *err);
+
 /* kh_dpop_proof has keyholdd sign a DPoP proof (RFC 9449) for one request,
  * with the identity's key (ES256 with a P-256 identity, EdDSA with an
  * Ed25519 one; |alg| NULL: the key's own): the compact JWS into |proof|

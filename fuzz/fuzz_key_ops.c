@@ -1,6 +1,7 @@
 /* fuzz_key_ops: keyhold.v1.KeyOperations requests (untrusted bytes from a
  * caller) through every method: the first byte picks GetPublicKeys,
- * OpenSealed, SignDpopProof or GetDpopThumbprint, the rest is the request
+ * OpenSealed, SignDpopProof, GetDpopThumbprint or OpenEnvelope (its RSA
+ * unwrapping and PKCS#1 v1.5 implicit rejection), the rest is the request
  * (chunked, fuzz_service.h). The identities come from the test PKI. */
 #include <stddef.h>
 #include <stdint.h>

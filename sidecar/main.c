@@ -18,7 +18,11 @@
 #include "identity.h"
 #include "kh_asan.h"
 #include "health.h"
+#include <openssl/rand.h>
+
+#include "envelope.h"
 #include "key_operations.h"
+#include "kh_secret.h"
 #include "kh_log.h"
 #include "metrics_http.h"
 #include "notify.h"
@@ -433,6 +437,7 @@ int main(int argc, char **argv) {
   kh_status *status = NULL;
   kh_policy_slot *policy = NULL;
   kh_policy_reload *policy_reload = NULL;
+  uint8_t *reject_key = NULL;
   pthread_t watchdog_thread;
   int watchdog_started = 0;
   int rc = 2;
@@ -533,7 +538,10 @@ int main(int argc, char **argv) {
   }
   kh_s2a_env env = {.store = store, .policy = policy, .resume = resume, .ticket_keys = &tickets};
   kh_channel_env channel_env = {.store = store, .policy = policy};
-  kh_keyops_env keyops_env = {.store = store, .policy = policy};
+  /* PKCS#1 v1.5 envelopes' implicit-rejection secret (envelope.h). */
+  reject_key = kh_secret_alloc(KH_ENVELOPE_REJECT_KEY_LEN);
+  if (reject_key != NULL) RAND_bytes(reject_key, KH_ENVELOPE_REJECT_KEY_LEN);
+  kh_keyops_env keyops_env = {.store = store, .policy = policy, .reject_key = reject_key};
   static const char *const service_names[] = {"s2a.proto.S2AService",
                                               "s2a.proto.v2.S2AService",
                                               "grpc.gcp.s2a.S2AService",
@@ -603,6 +611,7 @@ int main(int argc, char **argv) {
   listener = NULL;
   rc = g_sandbox_failed ? 1 : 0;
 out:
+  if (reject_key != NULL) kh_secret_free(reject_key, KH_ENVELOPE_REJECT_KEY_LEN);
   kh_notify_close(g_notify_fd);
   kh_metrics_http_stop(metrics);
   kh_status_free(status);

@@ -22,6 +22,7 @@ static void usage(FILE *f) {
           "  keyhold pubkey --sidecar PATH [--identity ID] [--access-token T]\n"
           "  keyhold seal --to HEX [--in FILE]\n"
           "  keyhold open --sidecar PATH [--identity ID] [--access-token T] [--in FILE]\n"
+          "               [--envelope]   (a hybrid RSA envelope instead of a sealed box)\n"
           "  keyhold dpop --sidecar PATH [--identity ID] --htm METHOD --htu URI [--nonce N]\n"
           "               [--ath-of ACCESS_TOKEN] [--alg ES256|EdDSA]\n"
           "  keyhold dpop --sidecar PATH [--identity ID] --thumbprint [--alg ES256|EdDSA]\n"
@@ -34,7 +35,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   const char *sidecar, *to, *in, *htm, *htu, *nonce, *ath_of, *alg;
-  int thumbprint;
+  int thumbprint, envelope;
   kh_keyop_opts op;
 } options;
 
@@ -52,6 +53,7 @@ static void parse(int argc, char **argv, options *o) {
       {"ath-of", required_argument, NULL, 'a'},
       {"alg", required_argument, NULL, 'g'},
       {"thumbprint", no_argument, NULL, 'P'},
+      {"envelope", no_argument, NULL, 'E'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -72,6 +74,7 @@ static void parse(int argc, char **argv, options *o) {
       case 'a': o->ath_of = optarg; break;
       case 'g': o->alg = optarg; break;
       case 'P': o->thumbprint = 1; break;
+      case 'E': o->envelope = 1; break;
       case 'w': o->op.timeout_ms = (int)kh_cli_number("--timeout", optarg, 1, 600000); break;
       case 'h': usage(stdout); exit(0);
       default: usage(stderr); exit(2);
@@ -91,7 +94,10 @@ static uint8_t *read_input(const char *path, size_t max, size_t *len) {
   if (buf == NULL) kh_cli_die("%s", "out of memory");
   *len = fread(buf, 1, max + 1, f);
   if (path) fclose(f);
-  if (*len > max) kh_cli_die("input over %zu bytes", max);
+  if (*len > max) {
+    free(buf);
+    kh_cli_die("input over %zu bytes", max);
+  }
   return buf;
 }
 
@@ -110,12 +116,13 @@ static int cmd_pubkey(const options *o) {
   kh_client *kc = client(o);
   kh_error err;
   uint8_t key[KH_SEALING_KEY_LEN];
+  int rc = 0;
   if (!kh_sealing_key(kc, &o->op, key, &err))
-    kh_cli_die("pubkey: %s [%s]", err.msg, kh_code_name(err.code));
-  for (size_t i = 0; i < sizeof(key); i++) printf("%02x", key[i]);
-  printf("\n");
+    rc = kh_cli_fail("pubkey: %s [%s]", err.msg, kh_code_name(err.code));
+  for (size_t i = 0; rc == 0 && i < sizeof(key); i++) printf("%02x", key[i]);
+  if (rc == 0) printf("\n");
   kh_client_free(kc);
-  return 0;
+  return rc;
 }
 
 static int cmd_seal(const options *o) {
@@ -146,25 +153,31 @@ static int cmd_open(const options *o) {
   kh_client *kc = client(o);
   uint8_t *pt = malloc(len + 1);
   kh_error err;
-  ssize_t n = pt ? kh_open_sealed(kc, &o->op, box, len, pt, len, &err) : -1;
-  if (n < 0) kh_cli_die("open: %s [%s]", pt ? err.msg : "out of memory", kh_code_name(err.code));
-  fwrite(pt, 1, (size_t)n, stdout);
-  sodium_memzero(pt, (size_t)n);
+  ssize_t n = pt == NULL    ? -1
+              : o->envelope ? kh_open_envelope(kc, &o->op, box, len, pt, len, &err)
+                            : kh_open_sealed(kc, &o->op, box, len, pt, len, &err);
+  int rc = 0;
+  if (n < 0)
+    rc = kh_cli_fail("open: %s [%s]", pt ? err.msg : "out of memory", kh_code_name(err.code));
+  else
+    fwrite(pt, 1, (size_t)n, stdout), sodium_memzero(pt, (size_t)n);
   free(pt);
   free(box);
   kh_client_free(kc);
-  return 0;
+  return rc;
 }
 
 static int cmd_thumbprint(const options *o) {
   kh_client *kc = client(o);
   kh_error err;
   char jkt[64];
+  int rc = 0;
   if (!kh_dpop_thumbprint(kc, &o->op, o->alg, jkt, &err))
-    kh_cli_die("dpop --thumbprint: %s [%s]", err.msg, kh_code_name(err.code));
-  printf("%s\n", jkt);
+    rc = kh_cli_fail("dpop --thumbprint: %s [%s]", err.msg, kh_code_name(err.code));
+  else
+    printf("%s\n", jkt);
   kh_client_free(kc);
-  return 0;
+  return rc;
 }
 
 static int cmd_dpop(const options *o) {
@@ -179,8 +192,10 @@ static int cmd_dpop(const options *o) {
   kh_error err;
   char proof[8192], jkt[64];
   if (!kh_dpop_proof(kc, &o->op, o->alg, o->htm, o->htu, o->nonce, o->ath_of ? ath : NULL, proof,
-                     sizeof(proof), jkt, &err))
-    kh_cli_die("dpop: %s [%s]", err.msg, kh_code_name(err.code));
+                     sizeof(proof), jkt, &err)) {
+    kh_client_free(kc);
+    return kh_cli_fail("dpop: %s [%s]", err.msg, kh_code_name(err.code));
+  }
   printf("%s\n", proof);
   fprintf(stderr, "jkt=%s\n", jkt);
   kh_client_free(kc);

@@ -1,6 +1,8 @@
 /* key_ops.c: see key_ops.h. */
 #include "key_ops.h"
 
+#include <openssl/mem.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 
 #include "choose_identity.h"
 #include "dpop.h"
+#include "envelope.h"
 #include "keyhold/v1/key_ops.pb-c.h"
 #include "kh_log.h"
 #include "kh_secret.h"
@@ -15,21 +18,30 @@
 
 static const char *op_name(kh_keyop op) {
   static const char *const names[] = {"get_public_keys", "open_sealed", "sign_dpop_proof",
-                                      "get_dpop_thumbprint"};
+                                      "get_dpop_thumbprint", "open_envelope"};
   return names[op];
+}
+
+/* choose: the identity the request names, checked for |op|. */
+static kh_identity *choose_granted(const kh_keyops_env *env, const kh_caller *caller,
+                                   kh_operation op, const char *name, char **tokens,
+                                   size_t n_tokens, const char *what, kh_grant *grant,
+                                   kh_error *err) {
+  const kh_grants *g = kh_policy_slot_get(env->policy);
+  kh_identity *id = NULL;
+  int ok = kh_choose_identity(env->store, g, caller, name, (const char *const *)tokens, n_tokens,
+                              op, what, &id, grant, err);
+  if (ok && g == NULL) grant->operations = ~0u; /* no policy (tests): everything */
+  kh_policy_slot_put(g);
+  return ok ? id : NULL;
 }
 
 /* choose: the identity the request names, checked for |op|. */
 static kh_identity *choose(const kh_keyops_env *env, const kh_caller *caller, kh_operation op,
                            const char *name, char **tokens, size_t n_tokens, const char *what,
                            kh_error *err) {
-  const kh_grants *g = kh_policy_slot_get(env->policy);
-  kh_identity *id = NULL;
   kh_grant grant;
-  int ok = kh_choose_identity(env->store, g, caller, name, (const char *const *)tokens, n_tokens,
-                              op, what, &id, &grant, err);
-  kh_policy_slot_put(g);
-  return ok ? id : NULL;
+  return choose_granted(env, caller, op, name, tokens, n_tokens, what, &grant, err);
 }
 
 static int pack_public(const kh_identity *id, kh_buf *resp, kh_error *err) {
@@ -37,10 +49,17 @@ static int pack_public(const kh_identity *id, kh_buf *resp, kh_error *err) {
   r.identity = (char *)kh_identity_name(id);
   r.sealing_key.data = (uint8_t *)kh_identity_seal_key(id)->pub;
   r.sealing_key.len = KH_X25519_LEN;
+  uint8_t *spki = NULL;
+  if (kh_identity_key_type(id) == KH_KEY_RSA) {
+    X509_PUBKEY *xp = X509_get_X509_PUBKEY(kh_identity_leaf(id));
+    int n = xp ? i2d_X509_PUBKEY(xp, &spki) : -1;
+    if (n > 0) r.rsa_public_key.data = spki, r.rsa_public_key.len = (size_t)n;
+  }
   size_t n = keyhold__v1__public_keys_response__get_packed_size(&r);
-  if (!kh_buf_reserve(resp, n)) return kh_err(err, KH_ERR_NOMEM, "out of memory");
-  resp->len = keyhold__v1__public_keys_response__pack(&r, resp->data);
-  return 1;
+  int ok = kh_buf_reserve(resp, n);
+  if (ok) resp->len = keyhold__v1__public_keys_response__pack(&r, resp->data);
+  OPENSSL_free(spki);
+  return ok || kh_err(err, KH_ERR_NOMEM, "out of memory");
 }
 
 static int public_keys(const kh_keyops_env *env, const kh_caller *caller, const uint8_t *req,
@@ -148,6 +167,50 @@ static int dpop_thumbprint(const kh_keyops_env *env, const kh_caller *caller, co
   return 1;
 }
 
+static int open_envelope(const kh_keyops_env *env, const kh_caller *caller, const uint8_t *req,
+                         size_t len, kh_buf *resp, kh_identity **used, kh_error *err) {
+  if (len > KH_SEALED_MAX + 4096)
+    return kh_err(err, KH_ERR_RESOURCE_EXHAUSTED, "request of %zu bytes: envelopes are at most %u",
+                  len, (unsigned)KH_SEALED_MAX);
+  Keyhold__V1__OpenEnvelopeRequest *r = keyhold__v1__open_envelope_request__unpack(NULL, len, req);
+  if (r == NULL) return kh_err(err, KH_ERR_INVALID_ARGUMENT, "malformed OpenEnvelopeRequest");
+  kh_grant grant;
+  kh_buf pt = KH_BUF_INIT;
+  int mode = kh_envelope_mode(r->envelope.data, r->envelope.len), ok = 0;
+  if (r->envelope.len > KH_SEALED_MAX)
+    kh_err(err, KH_ERR_RESOURCE_EXHAUSTED, "envelope of %zu bytes: at most %u", r->envelope.len,
+           (unsigned)KH_SEALED_MAX);
+  else if ((*used = choose_granted(env, caller, KH_OP_OPEN_SEALED, r->local_identity,
+                                   r->access_tokens, r->n_access_tokens,
+                                   "KeyOperations.OpenEnvelope", &grant, err)) == NULL)
+    ;
+  else if (kh_identity_key_type(*used) != KH_KEY_RSA)
+    kh_err(err, KH_ERR_FAILED_PRECONDITION,
+           "identity '%.100s' has no RSA key: envelopes are for RSA identities (sealed boxes "
+           "work for every identity)",
+           kh_identity_dir_name(*used));
+  else if (mode == KH_ENVELOPE_PKCS1V15 &&
+           (env->reject_key == NULL || !(grant.operations & KH_GRANT_LEGACY_PKCS1V15)))
+    kh_err(err, KH_ERR_PERMISSION_DENIED,
+           "PKCS#1 v1.5 envelopes are not enabled for identity '%.100s' (legacy: the policy "
+           "must list the 'legacy-pkcs1v15' operation for it; use RSA-OAEP)",
+           kh_identity_dir_name(*used));
+  else
+    ok = kh_envelope_open(*used, r->envelope.data, r->envelope.len, env->reject_key, &pt, err);
+  keyhold__v1__open_envelope_request__free_unpacked(r, NULL);
+  if (ok) {
+    Keyhold__V1__OpenSealedResponse o = KEYHOLD__V1__OPEN_SEALED_RESPONSE__INIT;
+    o.plaintext.data = pt.data;
+    o.plaintext.len = pt.len;
+    size_t n = keyhold__v1__open_sealed_response__get_packed_size(&o);
+    ok = kh_buf_reserve(resp, n) || kh_err(err, KH_ERR_NOMEM, "out of memory");
+    if (ok) resp->len = keyhold__v1__open_sealed_response__pack(&o, resp->data);
+  }
+  if (pt.data != NULL) kh_wipe(pt.data, pt.len);
+  kh_buf_free(&pt);
+  return ok;
+}
+
 typedef int (*keyop_fn)(const kh_keyops_env *, const kh_caller *, const uint8_t *, size_t, kh_buf *,
                         kh_identity **, kh_error *);
 
@@ -155,7 +218,8 @@ int kh_keyop_handle(const kh_keyops_env *env, const kh_caller *caller, kh_keyop 
                     const uint8_t *req, size_t len, kh_buf *resp, char *identity,
                     size_t identity_len, kh_error *err) {
   kh_identity *used = NULL;
-  static const keyop_fn fns[] = {public_keys, open_sealed, dpop_proof, dpop_thumbprint};
+  static const keyop_fn fns[] = {public_keys, open_sealed, dpop_proof, dpop_thumbprint,
+                                 open_envelope};
   int ok = fns[op](env, caller, req, len, resp, &used, err);
   snprintf(identity, identity_len, "%s", used ? kh_identity_name(used) : "-");
   kh_identity_unref(used);

@@ -28,11 +28,15 @@ typedef enum {
   KH_KEYOP_OPEN_SEALED = 1,
   KH_KEYOP_DPOP_PROOF = 2,      /* grant `dpop` (dpop.h) */
   KH_KEYOP_DPOP_THUMBPRINT = 3, /* grant `dpop` */
+  KH_KEYOP_OPEN_ENVELOPE = 4,   /* grant `open-sealed` (+ `legacy-pkcs1v15`) */
 } kh_keyop;
 
 typedef struct {
   const kh_identity_store *store;
   kh_policy_slot *policy; /* NULL: no authorization (tests, fuzzing only) */
+  /* The envelopes' implicit-rejection secret (envelope.h): random, per
+   * process, in locked memory. NULL: PKCS#1 v1.5 envelopes refused. */
+  const uint8_t *reject_key;
 } kh_keyops_env;
 
 /* kh_keyop_handle runs |op| on request |req|; on success |resp| holds the

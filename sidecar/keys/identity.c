@@ -326,6 +326,11 @@ int kh_identity_sign(const kh_identity *id, uint16_t sigalg, const uint8_t *in, 
   return kh_key_sign(id->key, sigalg, in, in_len, out, out_len, max_out, err);
 }
 
+int kh_identity_rsa_decrypt(const kh_identity *id, int oaep, const uint8_t *in, size_t in_len,
+                            uint8_t *out, size_t *out_len, size_t max_out, kh_error *err) {
+  return kh_key_rsa_decrypt(id->key, oaep, in, in_len, out, out_len, max_out, err);
+}
+
 int kh_identity_sign_digest(const kh_identity *id, uint16_t sigalg, const uint8_t *digest,
                             size_t digest_len, uint8_t *out, size_t *out_len, size_t max_out,
                             kh_error *err) {

@@ -86,6 +86,11 @@ KH_MUST_USE int kh_identity_sign(const kh_identity *id, uint16_t sigalg, const u
                                  size_t in_len, uint8_t *out, size_t *out_len, size_t max_out,
                                  kh_error *err);
 
+/* kh_identity_rsa_decrypt: kh_key_rsa_decrypt with the identity's key. */
+KH_MUST_USE int kh_identity_rsa_decrypt(const kh_identity *id, int oaep, const uint8_t *in,
+                                        size_t in_len, uint8_t *out, size_t *out_len,
+                                        size_t max_out, kh_error *err);
+
 /* kh_identity_sign_digest: kh_identity_sign over a digest of the scheme's
  * hash computed by the caller (kh_key_sign_digest's rules). */
 KH_MUST_USE int kh_identity_sign_digest(const kh_identity *id, uint16_t sigalg,

@@ -119,6 +119,15 @@ int kh_key_sign_digest(const kh_key *k, uint16_t sigalg, const uint8_t *digest, 
   return k->ops->sign_digest(k->impl, sigalg, digest, digest_len, out, out_len, max_out, err);
 }
 
+int kh_key_rsa_decrypt(const kh_key *k, int oaep, const uint8_t *in, size_t in_len, uint8_t *out,
+                       size_t *out_len, size_t max_out, kh_error *err) {
+  *out_len = 0;
+  if (k->type != KH_KEY_RSA || k->ops->rsa_decrypt == NULL)
+    return kh_err(err, KH_ERR_FAILED_PRECONDITION, "a %s key does not decrypt RSA envelopes",
+                  kh_key_type_name(k->type));
+  return k->ops->rsa_decrypt(k->impl, oaep, in, in_len, out, out_len, max_out, err);
+}
+
 EVP_PKEY *kh_key_public(const kh_key *k, kh_error *err) {
   return k->ops->public_key(k->impl, err);
 }

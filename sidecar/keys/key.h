@@ -48,6 +48,11 @@ typedef struct {
   int (*sign_digest)(void *impl, uint16_t sigalg, const uint8_t *digest, size_t digest_len,
                      uint8_t *out, size_t *out_len, size_t max_out, kh_error *err);
   EVP_PKEY *(*public_key)(void *impl, kh_error *err);
+  /* |rsa_decrypt| (RSA keys; NULL: the backend cannot) undoes an RSA
+   * encryption: |oaep| 1, RSAES-OAEP with SHA-256 and MGF1-SHA-256; 0, the
+   * raw RSA operation (the caller checks any padding in constant time). */
+  int (*rsa_decrypt)(void *impl, int oaep, const uint8_t *in, size_t in_len, uint8_t *out,
+                     size_t *out_len, size_t max_out, kh_error *err);
   void (*free)(void *impl);
 } kh_key_ops;
 
@@ -85,6 +90,11 @@ KH_MUST_USE int kh_key_sign(const kh_key *k, uint16_t sigalg, const uint8_t *in,
 KH_MUST_USE int kh_key_sign_digest(const kh_key *k, uint16_t sigalg, const uint8_t *digest,
                                    size_t digest_len, uint8_t *out, size_t *out_len, size_t max_out,
                                    kh_error *err);
+
+/* kh_key_rsa_decrypt: see kh_key_ops.rsa_decrypt; FAILED_PRECONDITION for
+ * a key that is not RSA. */
+KH_MUST_USE int kh_key_rsa_decrypt(const kh_key *k, int oaep, const uint8_t *in, size_t in_len,
+                                   uint8_t *out, size_t *out_len, size_t max_out, kh_error *err);
 
 /* kh_key_public returns a new public-only EVP_PKEY (caller frees). */
 KH_MUST_USE EVP_PKEY *kh_key_public(const kh_key *k, kh_error *err);

@@ -93,6 +93,7 @@ int kh_authz_decide(const kh_grants *g, const kh_caller *caller, const char *con
                   n_tokens ? " (the access token presented does not grant it)" : "");
   *out = (kh_grant){.identity = identity,
                     .op = op,
+                    .operations = r->operations,
                     .peer_check = &r->peers,
                     .alpn = (const char *const *)r->alpn.v,
                     .n_alpn = r->alpn.n,
@@ -136,7 +137,8 @@ static const struct {
                      {KH_GRANT_TICKET_KEYS, "ticket-keys"},
                      {KH_GRANT_SECURE_CHANNEL, "secure-channel"},
                      {KH_GRANT_OPEN_SEALED, "open-sealed"},
-                     {KH_GRANT_DPOP, "dpop"}};
+                     {KH_GRANT_DPOP, "dpop"},
+                     {KH_GRANT_LEGACY_PKCS1V15, "legacy-pkcs1v15"}};
 
 const char *kh_grant_name(uint32_t grant) {
   for (size_t i = 0; i < sizeof(k_grant_names) / sizeof(k_grant_names[0]); i++)

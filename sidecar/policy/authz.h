@@ -78,6 +78,10 @@ typedef enum {
 #define KH_GRANT_SECURE_CHANNEL (1u << 4)
 #define KH_GRANT_OPEN_SEALED (1u << 5)
 #define KH_GRANT_DPOP (1u << 6)
+/* Not an operation of its own: it lets OpenEnvelope unwrap PKCS#1 v1.5
+ * envelopes for the identity, and only when listed (a rule without
+ * `operations:` does not include it). */
+#define KH_GRANT_LEGACY_PKCS1V15 (1u << 7)
 
 /* kh_operation_grant: the KH_GRANT_* bit |op| needs; kh_grant_name its name
  * in the policy ("tls-offload", "sign", "validate", "ticket-keys"), and
@@ -97,6 +101,7 @@ typedef struct {
   const char *const *alpn;         /* allowed ALPN protocols ... */
   size_t n_alpn;                   /* ... 0: any requested */
   uint32_t suites;                 /* KH_SUITE_BIT mask; 0: any */
+  uint32_t operations;             /* the rule's `operations:` as written (0: none listed) */
 } kh_grant;
 
 /* kh_authz_decide: may |caller|, presenting |tokens|, run |op| with the

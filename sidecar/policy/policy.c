@@ -193,7 +193,7 @@ static int operation_item(ctx *c, const kh_yaml_node *n, const char *f, void *ou
   if ((((uint32_t *)out)[i] = kh_grant_from_name(n->value)) != 0) return 1;
   return bad(c, n, f,
              "unknown operation '%.60s' (tls-offload, sign, validate, ticket-keys, "
-             "secure-channel, open-sealed, dpop)",
+             "secure-channel, open-sealed, dpop, legacy-pkcs1v15)",
              n->value);
 }
 

@@ -36,6 +36,10 @@ static void *dpop_thumbprint_new(void *arg, const kh_caller *caller) {
   return open_session(arg, caller, KH_KEYOP_DPOP_THUMBPRINT);
 }
 
+static void *open_envelope_new(void *arg, const kh_caller *caller) {
+  return open_session(arg, caller, KH_KEYOP_OPEN_ENVELOPE);
+}
+
 static kh_rpc_outcome handle(void *arg, const uint8_t *req, size_t len, kh_buf *resp,
                              kh_error *err) {
   session *s = arg;
@@ -69,4 +73,7 @@ void kh_key_ops_services(const kh_keyops_env *env, kh_service out[KH_KEY_OPS_SER
   out[3] = out[0];
   out[3].method = "/keyhold.v1.KeyOperations/GetDpopThumbprint";
   out[3].session_new = dpop_thumbprint_new;
+  out[4] = out[0];
+  out[4].method = "/keyhold.v1.KeyOperations/OpenEnvelope";
+  out[4].session_new = open_envelope_new;
 }

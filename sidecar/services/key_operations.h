@@ -6,7 +6,7 @@
 #include "key_ops.h"
 #include "service.h"
 
-#define KH_KEY_OPS_SERVICES 4
+#define KH_KEY_OPS_SERVICES 5
 
 /* kh_key_ops_services fills |out| over |env| (borrowed; outlives them). */
 void kh_key_ops_services(const kh_keyops_env *env, kh_service out[KH_KEY_OPS_SERVICES]);

@@ -197,10 +197,10 @@ START_TEST(test_operations) {
       "    callers: {uids: [1000]}\n"
       "    operations: [sign, decrypt]\n";
   ck_assert_ptr_null(kh_policy_parse("q.yaml", bad, strlen(bad), &cfg, &err));
-  ck_assert_str_eq(
-      err.msg,
-      "q.yaml:4:24: identities.web.operations[1]: unknown operation "
-      "'decrypt' (tls-offload, sign, validate, ticket-keys, secure-channel, open-sealed, dpop)");
+  ck_assert_str_eq(err.msg,
+                   "q.yaml:4:24: identities.web.operations[1]: unknown operation "
+                   "'decrypt' (tls-offload, sign, validate, ticket-keys, secure-channel, "
+                   "open-sealed, dpop, legacy-pkcs1v15)");
   kh_config_cleanup(&cfg);
 }
 END_TEST
