@@ -9,6 +9,10 @@
 #include "session.h"
 #include "sidecar_stream.h"
 
+static int malformed(const char *what, kh_error *err) {
+  return kh_err(err, KH_ERR_INTERNAL, "sidecar sent a malformed %s", what);
+}
+
 /* call sends |req| to |method| and unpacks the answer as |desc| into
  * |*out| (free with protobuf_c_message_free_unpacked). The answer's wire
  * bytes are wiped (they may hold a plaintext). */
@@ -28,8 +32,7 @@ static int call(kh_client *kc, const kh_keyop_opts *o, const char *method,
   *out = ok ? protobuf_c_message_unpack(desc, NULL, resp.len, resp.data) : NULL;
   if (resp.data != NULL) kh_wipe(resp.data, resp.len);
   kh_buf_free(&resp);
-  if (ok && *out == NULL)
-    ok = kh_err(err, KH_ERR_INTERNAL, "sidecar sent a malformed %s", desc->short_name);
+  if (ok && *out == NULL) ok = malformed(desc->short_name, err);
   return ok;
 }
 
@@ -41,10 +44,6 @@ static int call(kh_client *kc, const kh_keyop_opts *o, const char *method,
     (q).n_access_tokens = (token) != NULL && (token)[0] != '\0';                          \
     (q).access_tokens = &(token);                                                         \
   } while (0)
-
-static int malformed(const char *what, kh_error *err) {
-  return kh_err(err, KH_ERR_INTERNAL, "sidecar sent a malformed %s", what);
-}
 
 int kh_sealing_key(kh_client *kc, const kh_keyop_opts *o, uint8_t out[KH_SEALING_KEY_LEN],
                    kh_error *err) {

@@ -409,6 +409,22 @@ KH_MUST_USE int kh_channel_static_key(kh_client *kc, const char *identity,
                                       uint8_t out[KH_CHANNEL_KEY_LEN], int timeout_ms,
                                       kh_error *err);
 
+/* --- health (grpc.health.v1; docs/OPERATIONS.md) ------------------------- */
+
+typedef enum {
+  KH_HEALTH_UNKNOWN = 0,
+  KH_HEALTH_SERVING = 1,
+  KH_HEALTH_NOT_SERVING = 2,
+  KH_HEALTH_SERVICE_UNKNOWN = 3,
+} kh_health_status;
+
+/* kh_health_check asks the sidecar's grpc.health.v1.Health/Check about
+ * |service| (NULL or "": the whole sidecar); |timeout_ms| 0: 10 s. Fails
+ * with the call's status (NOT_FOUND for an unknown service, UNAVAILABLE
+ * when the sidecar cannot be reached). */
+KH_MUST_USE int kh_health_check(kh_client *kc, const char *service, int timeout_ms,
+                                kh_health_status *out, kh_error *err);
+
 /* --- key operations (keyhold.v1.KeyOperations; docs/KEYS.md) -------------- */
 
 #define KH_SEALING_KEY_LEN 32 /* X25519 */

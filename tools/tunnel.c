@@ -212,14 +212,15 @@ static int from_app(relay *r) {
   return 0;
 }
 
-/* from_peer: drains what the shim can decrypt now (at most 8 reads: then 1,
- * "call again before polling"); the peer's close_notify half-closes the app. */
+/* from_peer: drains what the shim can decrypt now (at most 8 reads; run_relay
+ * comes back while kh_conn_pending says more is held); the peer's
+ * close_notify half-closes the app. -1 after a failure. */
 static int from_peer(relay *r) {
   char buf[16384];
   kh_error err;
   for (int i = 0; i < 8; i++) {
     ssize_t n = kh_conn_read(r->c, buf, sizeof(buf), &err);
-    if (n < 0 && err.code == KH_ERR_WANT_READ) return kh_conn_pending(r->c) > 0;
+    if (n < 0 && err.code == KH_ERR_WANT_READ) return 0;
     if (n < 0) return stop(r, "peer", &err);
     if (n == 0) {
       r->peer_open = 0;
@@ -230,7 +231,7 @@ static int from_peer(relay *r) {
     if (!write_plain(r->plain_fd, buf, (size_t)n)) return stop(r, "app write failed", NULL);
     r->down += (unsigned long long)n;
   }
-  return 1;
+  return 0;
 }
 
 /* run_relay forwards both ways until both directions ended (1) or one failed (0). */

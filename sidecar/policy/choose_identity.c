@@ -27,7 +27,7 @@ int kh_choose_identity(const kh_identity_store *store, const kh_grants *g, const
   }
   const char *dir = kh_identity_dir_name(id);
   if (g == NULL) {
-    *grant = (kh_grant){.identity = dir, .op = op};
+    *grant = (kh_grant){.identity = dir, .op = op, .operations = ~0u}; /* everything */
   } else if (!kh_authz_decide(g, caller, tokens, n_tokens, op, dir, grant, err)) {
     kh_identity_unref(id);
     return refuse(caller, name, op, what, err);

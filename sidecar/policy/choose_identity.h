@@ -9,7 +9,8 @@
 #include "identity.h"
 
 /* kh_choose_identity: on success |*out| is a new reference and |grant| is
- * filled. |g| NULL: no authorization (tests, fuzzing). Refusals are
+ * filled. |g| NULL: no authorization (tests, fuzzing): every operation,
+ * including explicit-only ones, is granted. Refusals are
  * PERMISSION_DENIED, "CALLER may not use identity 'NAME' for WHAT (needs the
  * 'GRANT' grant)"; an identity that does not exist gets the same refusal
  * unless the caller is keyholdd's own uid (no existence oracle). */

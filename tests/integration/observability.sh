@@ -55,7 +55,7 @@ out=$("$KEYHOLD" health --sidecar "$T/kd.sock") && [ "$out" = SERVING ] &&
   pass "keyhold health: SERVING, exit 0" || fail "keyhold health: '$out'"
 st=0
 "$KEYHOLD" health --sidecar "$T/kd.sock" --service no.such.Service >/dev/null 2>"$T/h.err" || st=$?
-[ "$st" = 1 ] && grep -q "gRPC status 5: grpc.health.v1: unknown service" "$T/h.err" &&
+[ "$st" = 1 ] && grep -q "gRPC status 5: sidecar: grpc.health.v1: unknown service" "$T/h.err" &&
   pass "unknown service: NOT_FOUND, exit 1" || fail "unknown service: exit $st $(cat "$T/h.err")"
 st=0
 "$KEYHOLD" health --sidecar "$T/none.sock" >/dev/null 2>"$T/h2.err" || st=$?
