@@ -11,14 +11,21 @@
  *           keyholdd's gRPC server has sent its own SETTINGS frame: the
  *           accept thread took the connection and the gRPC transport runs
  *           (after the seccomp filter is installed). This is "ready".
- * Then SIGTERM, waitpid (SIGKILL after 5 s).
+ * Then SIGTERM, waitpid (SIGKILL after 5 s). Interleaved with those runs,
+ * the same binary's `keyholdd --version` is timed from fork+exec to its
+ * exit (waitpid): dynamic loading (gRPC, Abseil, BoringSSL), static
+ * initialisers, main, exit. That is the least any keyholdd start costs on
+ * this machine, measured alike in the same run.
  * Prints, last:
- *   RESULT startup_10_identities ours=<p50 serve ms> baseline=100.0 unit=ms
- *     baseline = the target (100 ms); there is no same-run process to
- *     compare start-up against.
  *   RESULT startup_10_vs_1_identity ours=<p50 serve ms, 10 identities>
- *     baseline=<p50 serve ms, 1 identity> unit=ms: a same-run reference;
- *     the ratio shows what loading identities costs. */
+ *     baseline=<p50 serve ms, 1 identity> unit=ms: the ratio shows what
+ *     loading identities costs. No target.
+ *   RESULT startup_10_identities ours=<p50 serve ms, 10 identities>
+ *     baseline=<p50 ms, keyholdd --version exec to exit> unit=ms
+ *     ratio=<ours/baseline> target=<100 ms / baseline> cmp=le
+ *     the target, 100 ms from exec to serving, is absolute: as on every
+ *     RESULT line the target is on the ratio, so it is converted with this
+ *     run's baseline (ratio <= target exactly when ours <= 100 ms). */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -167,6 +174,23 @@ static int one_run(const char *kd, const char *ids, int run, double *t_listen, d
   return ok;
 }
 
+/* version_run times `kd --version` from fork+exec to exit, in ms; -1 if
+ * it failed. */
+static double version_run(const char *kd) {
+  double t0 = now_ms();
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    int nul = open("/dev/null", O_WRONLY);
+    if (nul >= 0) dup2(nul, 1);
+    execl(kd, kd, "--version", (char *)NULL);
+    _exit(127);
+  }
+  int status;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  return now_ms() - t0;
+}
+
 typedef struct {
   double listen[MAX_RUNS], serve[MAX_RUNS];
   int n;
@@ -203,24 +227,31 @@ int main(int argc, char **argv) {
   snprintf(ids10, sizeof(ids10), "%s/ids10", g_tmp);
 
   static series one, ten;
+  static double version[MAX_RUNS];
   double dummy;
   /* One unmeasured start of each: page cache, dynamic loader caches. */
-  if (!one_run(kd, ids10, -1, &dummy, &dummy) || !one_run(kd, ids1, -2, &dummy, &dummy))
+  if (!one_run(kd, ids10, -1, &dummy, &dummy) || !one_run(kd, ids1, -2, &dummy, &dummy) ||
+      version_run(kd) < 0)
     die("keyholdd does not start");
-  for (int i = 0; i < runs; i++) { /* interleaved: drift hits both alike */
+  for (int i = 0; i < runs; i++) { /* interleaved: drift hits all alike */
     if (!one_run(kd, ids10, 2 * i, &ten.listen[ten.n], &ten.serve[ten.n])) die("a run failed");
     ten.n++;
     if (!one_run(kd, ids1, 2 * i + 1, &one.listen[one.n], &one.serve[one.n])) die("a run failed");
     one.n++;
+    if ((version[i] = version_run(kd)) < 0) die("keyholdd --version failed");
   }
-  double p1, m1, p10, m10;
+  double p1, m1, p10, m10, pv = pct(version, runs, 0.5);
   report(" 1 identity ", &one, &p1, &m1);
   report("10 identities", &ten, &p10, &m10);
+  printf("keyholdd --version, exec to exit: p50 %.1f ms max %.1f ms, %d runs\n", pv,
+         version[runs - 1], runs);
   printf("per extra identity: %.2f ms (p50 difference / 9)\n", (p10 - p1) / 9);
   printf("RESULT startup_10_vs_1_identity ours=%.2f baseline=%.2f unit=ms ratio=%.2f\n", p10, p1,
          p1 > 0 ? p10 / p1 : 0);
-  printf("RESULT startup_10_identities ours=%.2f baseline=100.0 unit=ms ratio=%.3f\n", p10,
-         p10 / 100.0);
+  printf(
+      "RESULT startup_10_identities ours=%.2f baseline=%.2f unit=ms ratio=%.2f target=%.2f "
+      "cmp=le\n",
+      p10, pv, pv > 0 ? p10 / pv : 0, pv > 0 ? 100.0 / pv : 0);
   cleanup();
   return 0;
 }
