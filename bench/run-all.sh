@@ -4,6 +4,9 @@
 # their RESULT lines at the end. `brief` uses short, small parameters so CI
 # can run it quickly; it checks the benchmarks still work, not the figures.
 # Exit status: 0 when every benchmark exited 0 and printed a RESULT line.
+# A full run in which every benchmark passed rewrites the summary table at
+# the top of docs/PERFORMANCE.md (bench/summary.py) from its RESULT lines;
+# brief mode never touches the docs.
 #   full:  record_bench 1.0; channel_bench 1.0; keyops_bench 1.0; handshake_bench 3 8; startup_bench 20; scale_bench 10000
 #   brief: record_bench 0.02; channel_bench 0.05; keyops_bench 0.05; handshake_bench 0.3 2; startup_bench 3; scale_bench 500
 set -uo pipefail
@@ -50,9 +53,20 @@ for r in "${runs[@]}"; do
   fi
 done
 
-echo "## all RESULT lines ($mode, $(($(date +%s) - start)) s):"
+took=$(($(date +%s) - start))
+echo "## all RESULT lines ($mode, $took s):"
 for r in "${runs[@]}"; do
   read -r name _ <<<"$r"
   [ -f "$out/$name.log" ] && grep '^RESULT ' "$out/$name.log"
-done
+done | tee "$out/results"
+
+if [ "$mode" = full ]; then
+  doc=$(dirname "$0")/../docs/PERFORMANCE.md
+  if [ "$failed" -ne 0 ]; then
+    echo "## $doc: summary not updated (a benchmark failed)" >&2
+  elif ! /usr/bin/python3 "$(dirname "$0")/summary.py" "$out/results" "$doc" "$build" "$took"; then
+    echo "## $doc: summary.py failed" >&2
+    failed=1
+  fi
+fi
 exit $failed
