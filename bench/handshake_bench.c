@@ -18,70 +18,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_driver.h"
 #include "bench_proc.h"
 
-typedef struct {
-  double rate, p50, p99;
-  size_t n, failed;
-} result;
-
 static char g_dir[1024], g_bin[PATH_MAX], g_tmp[64];
-static pid_t g_pids[8];
-static int g_npids;
-
-static void cleanup(void) {
-  int status;
-  for (int i = 0; i < g_npids; i++) bp_stop(g_pids[i], 10, &status);
-  g_npids = 0;
-  bp_remove_scratch(g_tmp, "handshake_bench");
-}
-
-static void die(const char *what) {
-  fprintf(stderr, "handshake_bench: %s\n", what);
-  cleanup();
-  exit(1);
-}
-
-/* spawn starts argv in the background; its stdout comes back on a FILE. */
-static FILE *spawn(char *const argv[], pid_t *pid) {
-  int p[2];
-  if (pipe(p) != 0) die("pipe");
-  *pid = fork();
-  if (*pid < 0) die("fork");
-  if (*pid == 0) {
-    dup2(p[1], 1);
-    close(p[0]);
-    close(p[1]);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  close(p[1]);
-  if (g_npids < 8) g_pids[g_npids++] = *pid;
-  return fdopen(p[0], "r");
-}
-
-static int read_port(FILE *f) {
-  int port = 0;
-  char line[256];
-  if (fgets(line, sizeof(line), f) == NULL || sscanf(line, "port %d", &port) != 1)
-    die("a server did not start");
-  return port;
-}
-
-static result run_client(char *const argv[]) {
-  pid_t pid;
-  FILE *f = spawn(argv, &pid);
-  char line[512];
-  result r = {0};
-  if (fgets(line, sizeof(line), f) == NULL ||
-      sscanf(line, "handshakes=%zu failed=%zu seconds=%*f rate=%lf p50_us=%lf p99_us=%lf", &r.n,
-             &r.failed, &r.rate, &r.p50, &r.p99) != 5)
-    die("a client produced no result");
-  fclose(f);
-  waitpid(pid, NULL, 0);
-  g_npids--; /* it was the last one spawned */
-  return r;
-}
 
 static void path(char *out, const char *rel) {
   snprintf(out, PATH_MAX, "%.1000s/%.100s", g_dir, rel);
@@ -91,10 +31,11 @@ int main(int argc, char **argv) {
   const char *secs = argc > 1 ? argv[1] : "3";
   const char *conc = argc > 2 ? argv[2] : "8";
   signal(SIGPIPE, SIG_IGN);
+  bd_init("handshake_bench", g_tmp);
   char kd[PATH_MAX];
-  if (!bp_keyholdd(kd, g_bin)) die("keyholdd is not built next to bench/");
+  if (!bp_keyholdd(kd, g_bin)) bd_die("keyholdd is not built next to bench/");
   const char *why = bp_scratch(g_tmp, "hsbench");
-  if (why != NULL) die(why);
+  if (why != NULL) bd_die(why);
   snprintf(g_dir, sizeof(g_dir), "%s/pki", g_tmp);
 
   char bssl[PATH_MAX], ours[PATH_MAX], sock[PATH_MAX], ids[PATH_MAX];
@@ -113,26 +54,26 @@ int main(int argc, char **argv) {
   char *kd_argv[] = {kd,       "--socket",    sock,    "--identities",
                      ids,      "--log-level", "error", "--max-handshakes-per-caller",
                      "100000", NULL};
-  spawn(kd_argv, &pid);
+  bd_spawn(kd_argv, &pid);
   struct stat st;
   for (int i = 0; i < 200 && stat(sock, &st) != 0; i++) usleep(10000);
-  if (stat(sock, &st) != 0) die("keyholdd did not start");
+  if (stat(sock, &st) != 0) bd_die("keyholdd did not start");
 
   /* Client side: both clients against one BoringSSL peer server. */
   char *peer_argv[] = {bssl, "server", scrt, skey, ca, (char *)conc, NULL};
-  FILE *pf = spawn(peer_argv, &pid);
+  FILE *pf = bd_spawn(peer_argv, &pid);
   char port[16];
-  snprintf(port, sizeof(port), "%d", read_port(pf));
+  snprintf(port, sizeof(port), "%d", bd_read_port(pf));
   char *base_c[] = {bssl, "client", port, ccrt, ckey, ca, (char *)conc, (char *)secs, NULL};
   char *ours_c[] = {ours, "client", sock, port, (char *)conc, (char *)secs, NULL};
-  result bc = run_client(base_c), oc = run_client(ours_c);
+  bd_result bc = bd_run_client(base_c), oc = bd_run_client(ours_c);
   printf("client side, %s connections: baseline %.0f/s (%zu failed), ours %.0f/s (%zu failed)\n",
          conc, bc.rate, bc.failed, oc.rate, oc.failed);
 
   /* Latency: one connection at a time. */
   char *base_l[] = {bssl, "client", port, ccrt, ckey, ca, "1", (char *)secs, NULL};
   char *ours_l[] = {ours, "client", sock, port, "1", (char *)secs, NULL};
-  result bl = run_client(base_l), ol = run_client(ours_l);
+  bd_result bl = bd_run_client(base_l), ol = bd_run_client(ours_l);
   printf(
       "latency, 1 connection: baseline p50 %.0f us p99 %.0f us; ours p50 %.0f us p99 %.0f us;"
       " added p50 %.0f us (target <= 150)\n",
@@ -140,7 +81,7 @@ int main(int argc, char **argv) {
 
   /* The floor under the added latency: one S2A call, refused at once. */
   char *floor_argv[] = {ours, "floor", sock, (char *)secs, NULL};
-  result fl = run_client(floor_argv);
+  bd_result fl = bd_run_client(floor_argv);
   printf(
       "S2A call floor (gRPC call, one message each way, no TLS): p50 %.0f us p99 %.0f us;"
       " a handshake makes 2 such round trips\n",
@@ -148,12 +89,12 @@ int main(int argc, char **argv) {
 
   /* Server side: one BoringSSL client load against each server. */
   char *ours_s_argv[] = {ours, "server", sock, (char *)conc, NULL};
-  FILE *of = spawn(ours_s_argv, &pid);
+  FILE *of = bd_spawn(ours_s_argv, &pid);
   char oport[16];
-  snprintf(oport, sizeof(oport), "%d", read_port(of));
+  snprintf(oport, sizeof(oport), "%d", bd_read_port(of));
   char *load_b[] = {bssl, "client", port, ccrt, ckey, ca, (char *)conc, (char *)secs, NULL};
   char *load_o[] = {bssl, "client", oport, ccrt, ckey, ca, (char *)conc, (char *)secs, NULL};
-  result bs = run_client(load_b), os = run_client(load_o);
+  bd_result bs = bd_run_client(load_b), os = bd_run_client(load_o);
   printf("server side, %s connections: baseline %.0f/s (%zu failed), ours %.0f/s (%zu failed)\n",
          conc, bs.rate, bs.failed, os.rate, os.failed);
 
@@ -171,6 +112,6 @@ int main(int argc, char **argv) {
       oc.rate, bc.rate, bc.rate > 0 ? oc.rate / bc.rate : 0);
   fclose(pf);
   fclose(of);
-  cleanup();
+  bd_cleanup();
   return oc.failed + os.failed + bc.failed + bs.failed > 0 ? 1 : 0;
 }

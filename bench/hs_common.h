@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,12 +52,21 @@ static inline int hs_connect(int port) {
   return fd;
 }
 
-/* hs_report prints the line the driver parses. |lat| holds seconds. */
-static inline void hs_report(size_t n, size_t failed, double secs, double *lat) {
+/* hs_cpu: seconds of CPU (user + system, every thread) this process used. */
+static inline double hs_cpu(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* hs_report prints the line the driver parses (bench_driver.h). |lat| holds
+ * seconds; |cpu| is this process's CPU seconds over the same run. */
+static inline void hs_report(size_t n, size_t failed, double secs, double *lat, double cpu) {
   qsort(lat, n, sizeof(double), bp_cmp_double);
   double p50 = n ? lat[n / 2] * 1e6 : 0, p99 = n ? lat[(n * 99) / 100] * 1e6 : 0;
-  printf("handshakes=%zu failed=%zu seconds=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f\n", n, failed,
-         secs, secs > 0 ? (double)n / secs : 0, p50, p99);
+  printf("handshakes=%zu failed=%zu seconds=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f cpu_s=%.4f\n", n,
+         failed, secs, secs > 0 ? (double)n / secs : 0, p50, p99, cpu);
   fflush(stdout);
 }
 
@@ -75,15 +85,17 @@ static inline void hs_merge(double *lat, size_t n, size_t failed) {
 }
 
 /* hs_run_clients runs |conc| threads of |client| until |*end| (set here to
- * now + |secs|), then prints the result line from what they merged. */
+ * now + |secs|), then prints the result line from what they merged, with
+ * the CPU this process used from the threads' start to their end (their
+ * set-up, e.g. a gRPC channel's first connection, included). */
 static inline void hs_run_clients(int conc, double secs, void *(*client)(void *), double *end) {
   pthread_t *t = calloc((size_t)conc, sizeof(*t));
   hs_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
-  double t0 = bp_now();
+  double t0 = bp_now(), cpu0 = hs_cpu();
   *end = t0 + secs;
   for (int i = 0; i < conc; i++) pthread_create(&t[i], NULL, client, NULL);
   for (int i = 0; i < conc; i++) pthread_join(t[i], NULL);
-  hs_report(hs_n, hs_failed, bp_now() - t0, hs_lat);
+  hs_report(hs_n, hs_failed, bp_now() - t0, hs_lat, hs_cpu() - cpu0);
   free(t);
 }
 
