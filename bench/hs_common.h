@@ -84,18 +84,33 @@ static inline void hs_merge(double *lat, size_t n, size_t failed) {
   free(lat);
 }
 
-/* hs_run_clients runs |conc| threads of |client| until |*end| (set here to
- * now + |secs|), then prints the result line from what they merged, with
- * the CPU this process used from the threads' start to their end (their
- * set-up, e.g. a gRPC channel's first connection, included). */
+/* Two rounds: every client thread is set up, then the measured run starts. */
+static pthread_barrier_t hs_barrier;
+
+/* hs_wait_start: each client thread calls it once, when it is set up (and
+ * has made its unmeasured first handshake: a gRPC channel connects then);
+ * it returns when the measured run has started (*end is set). */
+static inline void hs_wait_start(void) {
+  pthread_barrier_wait(&hs_barrier);
+  pthread_barrier_wait(&hs_barrier);
+}
+
+/* hs_run_clients runs |conc| threads of |client|; once all have called
+ * hs_wait_start, they run until |*end| (set then to now + |secs|); then it
+ * prints the result line from what they merged, with the CPU this process
+ * used over the measured run (their set-up left out). */
 static inline void hs_run_clients(int conc, double secs, void *(*client)(void *), double *end) {
   pthread_t *t = calloc((size_t)conc, sizeof(*t));
   hs_lat = malloc(sizeof(double) * HS_MAX_SAMPLES);
+  pthread_barrier_init(&hs_barrier, NULL, (unsigned)conc + 1);
+  for (int i = 0; i < conc; i++) pthread_create(&t[i], NULL, client, NULL);
+  pthread_barrier_wait(&hs_barrier); /* all set up */
   double t0 = bp_now(), cpu0 = hs_cpu();
   *end = t0 + secs;
-  for (int i = 0; i < conc; i++) pthread_create(&t[i], NULL, client, NULL);
+  pthread_barrier_wait(&hs_barrier); /* go */
   for (int i = 0; i < conc; i++) pthread_join(t[i], NULL);
   hs_report(hs_n, hs_failed, bp_now() - t0, hs_lat, hs_cpu() - cpu0);
+  pthread_barrier_destroy(&hs_barrier);
   free(t);
 }
 
