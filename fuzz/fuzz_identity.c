@@ -1,6 +1,8 @@
 /* fuzz_identity: PEM identity loading (tls.crt, tls.key, ca.crt) from
  * arbitrary file contents. The input is split in three at the first two
- * 0x00 bytes and written to a private temporary directory. */
+ * 0x00 bytes and written to a private temporary directory. A tls.key that
+ * is a PKCS#11 URI is parsed by p11-kit; modules are frozen, so none is
+ * ever started (fuzz_pkcs11_sig covers what a token answers). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 
 #include "identity.h"
 #include "kh_log.h"
+#include "pkcs11_module.h"
 
 static char g_dir[64];
 
@@ -25,6 +28,7 @@ static void put(const char *name, const uint8_t *data, size_t len) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (g_dir[0] == '\0') {
     kh_log_set_level(KH_LOG_OFF);
+    kh_p11_freeze();
     snprintf(g_dir, sizeof(g_dir), "/tmp/kh-fuzz-id-XXXXXX");
     if (mkdtemp(g_dir) == NULL) abort();
   }

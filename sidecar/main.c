@@ -28,6 +28,7 @@
 #include "notify.h"
 #include "listener.h"
 #include "policy.h"
+#include "pkcs11_module.h"
 #include "policy_reload.h"
 #include "rotation.h"
 #include "sandbox.h"
@@ -201,6 +202,7 @@ static void tick(void *arg) {
 }
 
 #define KH_MAX_WORKERS 16
+#define KH_TOKEN_WORKERS 2 /* the default when a key is on a PKCS#11 token */
 #define KH_MAX_LIMIT_FLAGS 16
 
 /* limit_name: "--max-connections[=N]" -> "max_connections" in |out|. */
@@ -239,6 +241,14 @@ static int take_limit_flags(int *argc, char **argv, char names[][64], const char
   argv[kept] = NULL;
   *argc = kept;
   return 1;
+}
+
+/* token_keys: how many identities in |store| keep their key on a token. */
+static size_t token_keys(const kh_identity_store *store) {
+  size_t n = 0;
+  for (size_t i = 0; i < kh_identity_store_count(store); i++)
+    n += strcmp(kh_identity_key_backend(kh_identity_store_get(store, i)), "pkcs11") == 0;
+  return n;
 }
 
 /* parse_workers: "N" (0 to 16; larger is capped at 16), or NULL for the
@@ -578,6 +588,16 @@ int main(int argc, char **argv) {
                           .after_listen = after_listen,
                           .tick = tick,
                           .tick_arg = &hk};
+  /* PKCS#11 modules are code: only those loaded by now (pkcs11_module.h). */
+  kh_p11_freeze();
+  if (workers_arg == NULL && token_keys(store) > 0) {
+    /* A token signs slowly next to a key in memory: keep the event loop free. */
+    cfg.workers = KH_TOKEN_WORKERS;
+    kh_log(KH_LOG_INFO,
+           "%zu identities keep their key on a PKCS#11 token: %d crypto workers "
+           "(--workers to choose)",
+           token_keys(store), KH_TOKEN_WORKERS);
+  }
   if (sandbox) {
     /* Capabilities are per thread: drop them before gRPC starts its threads.
      * The seccomp filter follows once the socket is bound (after_listen). */
@@ -623,6 +643,7 @@ out:
   kh_grants_free(grants);
   kh_policy_reload_free(policy_reload);
   kh_policy_slot_free(policy);
+  kh_p11_shutdown(); /* after every key is freed */
   kh_config_cleanup(&conf);
   if (watchdog_started) {
     __atomic_store_n(&g_drained, 1, __ATOMIC_RELEASE);

@@ -114,6 +114,9 @@ static const char *const k_allowed[] = {
     "inotify_rm_watch",
     /* The socket file is removed at shutdown. */
     "unlink",
+    /* A PKCS#11 token's p11-kit-remote child (forked before the filter) is
+     * reaped when its module is finalized at shutdown. */
+    "wait4",
 };
 
 static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n,
@@ -132,7 +135,7 @@ static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsi
  * every thread, and LeakSanitizer's exit-time check stops the threads from a
  * ptrace-ing helper task sharing our memory. */
 static int add_sanitizer_rules(scmp_filter_ctx ctx, kh_error *err) {
-  static const char *const extra[] = {"sigaltstack", "wait4", "getppid", "sched_getaffinity"};
+  static const char *const extra[] = {"sigaltstack", "getppid", "sched_getaffinity"};
   for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++)
     if (!add_rule(ctx, SCMP_ACT_ALLOW, extra[i], 0, NULL, err)) return 0;
   /* LeakSanitizer's tracer: clone(CLONE_VM | CLONE_UNTRACED ...), then

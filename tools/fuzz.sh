@@ -13,7 +13,7 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build" | tail -n 1
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_record fuzz_channel fuzz_noise fuzz_s2a_hs fuzz_s2a_session fuzz_s2a_v2 fuzz_tls_engine fuzz_identity fuzz_policy fuzz_ticket_keys fuzz_verify fuzz_health fuzz_channel_session fuzz_key_ops)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_record fuzz_channel fuzz_noise fuzz_s2a_hs fuzz_s2a_session fuzz_s2a_v2 fuzz_tls_engine fuzz_identity fuzz_policy fuzz_ticket_keys fuzz_verify fuzz_health fuzz_channel_session fuzz_key_ops fuzz_pkcs11_sig)
 export KH_TEST_PKI=$root/tests/make-test-pki.sh
 work=$(mktemp -d /tmp/kh-fuzz.XXXXXX)
 trap 'rm -rf "$work" /tmp/kh-fuzz-*' EXIT # targets make their PKI under /tmp/kh-fuzz-*

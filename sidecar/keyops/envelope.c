@@ -59,7 +59,7 @@ int kh_envelope_open(const kh_identity *id, const uint8_t *in, size_t len,
   uint8_t *block = kh_secret_alloc(MAX_WRAPPED), key[KEY_LEN];
   if (block == NULL) return kh_err(err, KH_ERR_NOMEM, "out of memory");
   size_t n = 0;
-  kh_error e;
+  kh_error e = {.code = KH_OK};
   int ok;
   if (mode == KH_ENVELOPE_OAEP) {
     ok = kh_identity_rsa_decrypt(id, 1, wrapped, wl, block, &n, MAX_WRAPPED, &e) && n == KEY_LEN;
@@ -76,6 +76,11 @@ int kh_envelope_open(const kh_identity *id, const uint8_t *in, size_t len,
   kh_secret_free(block, MAX_WRAPPED);
   if (!ok) {
     kh_wipe(key, sizeof(key));
+    /* A key backend that fails for its own reasons (a PKCS#11 token that
+     * stalls, or lacks OAEP-SHA-256) says so: nothing the envelope holds
+     * decides that. Anything the ciphertext causes is the one error. */
+    if (n == 0 && e.code != KH_OK && e.code != KH_ERR_INVALID_ARGUMENT)
+      return kh_err(err, e.code, "%s", e.msg);
     return no(id, err);
   }
   EVP_AEAD_CTX ctx;

@@ -205,11 +205,16 @@ kh_identity *kh_identity_load(const char *dir, kh_error *err) {
   id->dir_name = strdup(base && base[1] ? base + 1 : dir);
   snprintf(path, sizeof(path), "%s/tls.crt", dir);
   if ((id->chain = load_certs(path, err)) == NULL) goto fail;
+  X509 *leaf = sk_X509_value(id->chain, 0);
+  EVP_PKEY *cert_pub = X509_get_pubkey(leaf);
   snprintf(path, sizeof(path), "%s/tls.key", dir);
-  if ((id->key = kh_key_file_load(path, err)) == NULL) goto fail;
+  id->key = cert_pub != NULL ? kh_key_file_load(path, cert_pub, err) : NULL;
+  if (cert_pub == NULL) kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: tls.crt: unreadable key", dir);
+  EVP_PKEY_free(cert_pub);
+  ERR_clear_error();
+  if (id->key == NULL) goto fail;
   snprintf(path, sizeof(path), "%s/ca.crt", dir);
   if ((id->trust = load_trust(path, err)) == NULL) goto fail;
-  X509 *leaf = sk_X509_value(id->chain, 0);
   if (!key_matches(leaf, id->key)) {
     kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: tls.key does not match the tls.crt leaf", dir);
     goto fail;
@@ -303,6 +308,10 @@ const uint8_t *kh_identity_fingerprint(const kh_identity *id) {
 
 kh_key_type kh_identity_key_type(const kh_identity *id) {
   return kh_key_get_type(id->key);
+}
+
+const char *kh_identity_key_backend(const kh_identity *id) {
+  return kh_key_backend(id->key);
 }
 
 EVP_PKEY *kh_identity_dpop_key(const kh_identity *id) {

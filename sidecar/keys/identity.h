@@ -60,6 +60,8 @@ const uint8_t *kh_identity_fingerprint(const kh_identity *id);
 const kh_cert_info *kh_identity_cert_info(const kh_identity *id);
 
 kh_key_type kh_identity_key_type(const kh_identity *id);
+/* "file" or "pkcs11": where the private key is held (key.h). */
+const char *kh_identity_key_backend(const kh_identity *id);
 
 /* The identity's static X25519 key for Noise secure channels (noise_key.h;
  * borrowed, locked memory, lives as long as |id|). Only the secure-channel

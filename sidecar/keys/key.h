@@ -4,8 +4,9 @@
  * sign, public key, free. The identity (identity.c) and everything above it
  * (the TLS engine's private-key method, S2A v2's signing, DPoP) use only the
  * functions below, so a key held elsewhere (a PKCS#11 token, later) is one
- * more backend file and a loader, with no caller changed. Backends today:
- * key_file.c (PEM files: PKCS#8, SEC1, PKCS#1).
+ * more backend file and a loader, with no caller changed. Backends:
+ * key_file.c (PEM files: PKCS#8, SEC1, PKCS#1) and key_pkcs11.c (a key on
+ * a PKCS#11 token, named by a URI in the key file).
  *
  * Signature algorithms are TLS SignatureScheme numbers (RFC 8446 4.2.3,
  * BoringSSL's SSL_SIGN_*); |in| is the whole message, hashed by the backend
@@ -101,10 +102,19 @@ KH_MUST_USE EVP_PKEY *kh_key_public(const kh_key *k, kh_error *err);
 
 /* --- backends ------------------------------------------------------------ */
 
-/* kh_key_file_load (key_file.c) loads a PEM private key file: PKCS#8, SEC1
- * "EC PRIVATE KEY" or PKCS#1 "RSA PRIVATE KEY"; ECDSA P-256/P-384, RSA >=
- * 2048 bits, Ed25519. The file's bytes pass through locked memory, wiped
- * after parsing. Messages name |path| and a parse step, never key bytes. */
-KH_MUST_USE kh_key *kh_key_file_load(const char *path, kh_error *err);
+/* kh_key_file_load (key_file.c) loads the key file |path| (an identity's
+ * tls.key) whose public half |cert_pub| certifies:
+ *   - a PEM private key: PKCS#8, SEC1 "EC PRIVATE KEY" or PKCS#1 "RSA
+ *     PRIVATE KEY"; ECDSA P-256/P-384, RSA >= 2048 bits, Ed25519;
+ *   - or one line, a PKCS#11 URI ("pkcs11:..."), for kh_key_pkcs11_load.
+ * The file's bytes pass through locked memory, wiped after parsing.
+ * Messages name |path| and a parse step, never key bytes. */
+KH_MUST_USE kh_key *kh_key_file_load(const char *path, EVP_PKEY *cert_pub, kh_error *err);
+
+/* kh_key_pkcs11_load (key_pkcs11.c): the private key a PKCS#11 URI (RFC
+ * 7512, NUL-terminated |uri|) names on a token, whose public half is
+ * |cert_pub| (checked with a test signature). |where| starts messages. */
+KH_MUST_USE kh_key *kh_key_pkcs11_load(const char *uri, const char *where, EVP_PKEY *cert_pub,
+                                       kh_error *err);
 
 #endif /* KH_KEY_H */

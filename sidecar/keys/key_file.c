@@ -178,11 +178,29 @@ static int read_key_file(const char *path, uint8_t **out, size_t *out_len, kh_er
   return 1;
 }
 
+/* pkcs11_uri: is the file one line naming a PKCS#11 URI? Then load that
+ * (the URI, NUL-terminated in place, may carry a PIN path, never a PIN). */
+static int pkcs11_uri(uint8_t *data, size_t len) {
+  if (len < 7 || memcmp(data, "pkcs11:", 7) != 0) return 0;
+  while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' ')) len--;
+  data[len] = '\0'; /* room: the buffer has KH_MAX_KEY_FILE + 1 bytes */
+  return 1;
+}
+
 /* PEM_read_bio_PrivateKey accepts PKCS#8, SEC1 and PKCS#1 PEM blocks. */
-kh_key *kh_key_file_load(const char *path, kh_error *err) {
+kh_key *kh_key_file_load(const char *path, EVP_PKEY *cert_pub, kh_error *err) {
   uint8_t *data = NULL;
   size_t len = 0;
   if (!read_key_file(path, &data, &len, err)) return NULL;
+  if (pkcs11_uri(data, len)) {
+    kh_key *k = NULL;
+    if (strchr((char *)data, '\n') != NULL)
+      kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: a PKCS#11 URI is one line", path);
+    else
+      k = kh_key_pkcs11_load((const char *)data, path, cert_pub, err);
+    kh_secret_free(data, KH_MAX_KEY_FILE + 1);
+    return k;
+  }
   BIO *bio = BIO_new_mem_buf(data, (int)len);
   EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
   BIO_free(bio);
