@@ -12,6 +12,7 @@ PKGS=(
   curl nginx-light gnutls-bin iproute2 util-linux procps valgrind python3
   libjson-c-dev libcurl4-openssl-dev socat mosquitto mosquitto-clients mitmproxy
   libmicrohttpd-dev libsystemd-dev help2man python3-grpcio python3-cryptography python3-nacl python3-jwcrypto
+  softhsm2 opensc p11-kit p11-kit-modules libp11-kit-dev
   systemd
   nodejs npm
 )
