@@ -171,9 +171,13 @@ static void *worker(void *arg) {
     if (j->abandoned) job_free(j); /* its caller gave up waiting */
     pthread_cond_broadcast(&p->done);
   }
+  pthread_mutex_unlock(&p->mu);
+  /* The session closes before this thread stops counting: the last thread
+   * out frees the pool, and nothing here may touch it after that. */
+  if (s != CK_INVALID_HANDLE) p->f->C_CloseSession(s);
+  pthread_mutex_lock(&p->mu);
   int last = --p->live == 0;
   pthread_mutex_unlock(&p->mu);
-  if (s != CK_INVALID_HANDLE) p->f->C_CloseSession(s);
   if (last) pool_destroy(p);
   kh_p11_thread_leave();
   return NULL;
