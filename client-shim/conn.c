@@ -2,9 +2,14 @@
  * (session.c): move the session's bytes over a caller-owned fd, waiting on
  * the peer (and meanwhile watching the sidecar) during the handshake. */
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +24,7 @@
 
 struct kh_conn {
   int fd;
+  int owns_fd; /* kh_connect_host's socket: closed by kh_conn_free */
   kh_session *s;
 };
 
@@ -87,9 +93,80 @@ static ssize_t read_some(int fd, kh_session *s, uint8_t *buf, size_t len, kh_err
   }
 }
 
+/* --- connecting --------------------------------------------------------- */
+
+/* A client's TCP connection while it is still being made: the S2A start
+ * (the sidecar's first round trip) runs meanwhile, and the ClientHello it
+ * returns waits here until the connection is up. */
+typedef struct {
+  int fd;
+  int ours;              /* kh_connect_host's socket, not the caller's */
+  struct addrinfo *next; /* kh_connect_host: the addresses left to try */
+  const char *host, *port;
+} dialing;
+
+/* dial_next starts a non-blocking connect to the next address that takes
+ * one (a connect that fails at once moves on); 0 when none is left. */
+static int dial_next(dialing *d, kh_error *err) {
+  for (; d->next != NULL; d->next = d->next->ai_next) {
+    struct addrinfo *ai = d->next;
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+    if (fd < 0) {
+      kh_err(err, KH_ERR_IO, "cannot connect to %s:%s: socket: %s", d->host, d->port,
+             strerror(errno));
+      continue;
+    }
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) {
+      d->fd = fd;
+      d->next = ai->ai_next;
+      return 1;
+    }
+    kh_err(err, KH_ERR_IO, "cannot connect to %s:%s: %s", d->host, d->port, strerror(errno));
+    close(fd);
+  }
+  return 0;
+}
+
+/* connected waits (until the handshake's deadline) for the connect under
+ * way on d->fd; one that fails moves on to the next address. A connected
+ * fd costs one poll. kh_connect_host's socket is made blocking again. */
+static int connected(dialing *d, const kh_session *s, kh_error *err) {
+  for (;;) {
+    struct pollfd p = {.fd = d->fd, .events = POLLOUT};
+    long left = ms_left(kh_session_deadline(s));
+    int r = left > 0 ? poll(&p, 1, (int)(left > 1000000 ? 1000000 : left)) : 0;
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return kh_err(err, KH_ERR_IO, "poll failed: %s", strerror(errno));
+    if (r == 0 && !d->ours)
+      return kh_err(err, KH_ERR_DEADLINE_EXCEEDED, "connection to the peer not up in time");
+    if (r == 0)
+      return kh_err(err, KH_ERR_DEADLINE_EXCEEDED, "connect to %s:%s did not finish in time",
+                    d->host, d->port);
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) soerr = errno;
+    if (soerr == 0) break;
+    if (!d->ours)
+      return kh_err(err, KH_ERR_IO, "connection to the peer failed: %s", strerror(soerr));
+    kh_err(err, KH_ERR_IO, "cannot connect to %s:%s: %s", d->host, d->port, strerror(soerr));
+    if (d->next == NULL) return 0;
+    close(d->fd);
+    d->fd = -1;
+    if (!dial_next(d, err)) return 0;
+  }
+  if (d->ours) {
+    int one = 1;
+    setsockopt(d->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(d->fd, F_SETFL, fcntl(d->fd, F_GETFL) & ~O_NONBLOCK);
+  }
+  return 1;
+}
+
 /* --- handshake ----------------------------------------------------------- */
 
-static kh_conn *handshake(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_role role,
+/* handshake runs the session over |d->fd|; a client's first flight waits
+ * for the connection (connected) while the S2A start has already run. */
+static kh_conn *handshake(kh_client *kc, dialing *d, const kh_handshake_opts *opts, kh_role role,
                           kh_error *err) {
   kh_error_clear(err);
   kh_session *s = kh_session_new(kc, role, opts, err);
@@ -97,14 +174,23 @@ static kh_conn *handshake(kh_client *kc, int fd, const kh_handshake_opts *opts, 
   uint8_t buf[KH_READ_CHUNK];
   kh_error e;
   kh_error_clear(&e);
+  int up = role == KH_ROLE_SERVER;
   for (;;) {
     int done = kh_session_handshake(s, &e);
+    if (!up && (done || e.code == KH_ERR_WANT_READ)) {
+      kh_error cerr; /* e holds the step's WANT_READ */
+      if (!connected(d, s, &cerr)) {
+        e = cerr;
+        goto fail;
+      }
+      up = 1;
+    }
     /* Send the output even on failure: it carries the alert. */
     kh_error werr;
-    if (!flush_out(fd, s, done || e.code == KH_ERR_WANT_READ ? &e : &werr)) done = 0;
+    if (up && !flush_out(d->fd, s, done || e.code == KH_ERR_WANT_READ ? &e : &werr)) done = 0;
     if (done) break;
     if (e.code != KH_ERR_WANT_READ) goto fail;
-    ssize_t n = read_some(fd, s, buf, sizeof(buf), &e);
+    ssize_t n = read_some(d->fd, s, buf, sizeof(buf), &e);
     if (n < 0 || !kh_session_feed(s, buf, (size_t)n, &e)) goto fail;
   }
   kh_conn *c = calloc(1, sizeof(*c));
@@ -112,7 +198,7 @@ static kh_conn *handshake(kh_client *kc, int fd, const kh_handshake_opts *opts, 
     kh_err(&e, KH_ERR_NOMEM, "out of memory");
     goto fail;
   }
-  c->fd = fd;
+  c->fd = d->fd;
   c->s = s;
   return c;
 fail:
@@ -122,11 +208,45 @@ fail:
 }
 
 kh_conn *kh_connect_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_error *err) {
-  return handshake(kc, fd, opts, KH_ROLE_CLIENT, err);
+  dialing d = {.fd = fd, .host = "", .port = ""};
+  return handshake(kc, &d, opts, KH_ROLE_CLIENT, err);
 }
 
 kh_conn *kh_accept_fd(kh_client *kc, int fd, const kh_handshake_opts *opts, kh_error *err) {
-  return handshake(kc, fd, opts, KH_ROLE_SERVER, err);
+  dialing d = {.fd = fd, .host = "", .port = ""};
+  return handshake(kc, &d, opts, KH_ROLE_SERVER, err);
+}
+
+kh_conn *kh_connect_host(kh_client *kc, const char *host, const char *port,
+                         const kh_handshake_opts *opts, kh_error *err) {
+  kh_error_clear(err);
+  if (host == NULL || host[0] == '\0' || port == NULL || port[0] == '\0') {
+    kh_err(err, KH_ERR_INVALID_ARGUMENT, "kh_connect_host needs a host and a port");
+    return NULL;
+  }
+  kh_handshake_opts o = KH_HANDSHAKE_OPTS_INIT;
+  if (opts != NULL) o = *opts;
+  if (o.server_name == NULL) o.server_name = host; /* verify what we dial */
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+  int r = getaddrinfo(host, port, &hints, &res);
+  if (r != 0) {
+    kh_err(err, KH_ERR_IO, "cannot resolve %s: %s", host, gai_strerror(r));
+    return NULL;
+  }
+  dialing d = {.fd = -1, .ours = 1, .next = res, .host = host, .port = port};
+  kh_conn *c = NULL;
+  if (dial_next(&d, err)) c = handshake(kc, &d, &o, KH_ROLE_CLIENT, err);
+  freeaddrinfo(res);
+  if (c == NULL) {
+    if (d.fd >= 0) close(d.fd);
+    return NULL;
+  }
+  c->owns_fd = 1;
+  return c;
+}
+
+int kh_conn_fd(const kh_conn *c) {
+  return c->fd;
 }
 
 /* --- records over the fd ------------------------------------------------- */
@@ -184,6 +304,7 @@ size_t kh_conn_pending(const kh_conn *c) {
 void kh_conn_free(kh_conn *c) {
   if (c == NULL) return;
   kh_session_free(c->s);
+  if (c->owns_fd) close(c->fd);
   free(c);
 }
 

@@ -84,6 +84,8 @@ typedef enum {
   KH_ERR_CHANNEL_REPLAY = 111,   /* message already opened */
   KH_ERR_CHANNEL_TOO_OLD = 112,  /* below the replay window, or its key is gone */
   KH_ERR_CHANNEL_WRONG = 113,    /* another channel's message, or our own reflected */
+  /* 120+: non-blocking sessions. */
+  KH_ERR_WANT_SIDECAR = 120, /* the sidecar's answer is not here yet: poll its fd, call again */
 } kh_code;
 
 /* KH_MUST_USE marks every fallible function: ignoring its result is a
@@ -166,11 +168,30 @@ typedef struct kh_conn kh_conn;
 
 /* kh_connect_fd runs an offloaded client handshake over |fd| (a connected
  * stream socket, blocking). kh_accept_fd does the server side on an accepted
- * fd. On failure the fd is left open for the caller to close. */
+ * fd. On failure the fd is left open for the caller to close.
+ * |fd| may also be a socket whose non-blocking connect() is still under way
+ * (EINPROGRESS): the S2A start (the sidecar's first round trip) then runs
+ * while the TCP handshake does, and the ClientHello waits for the
+ * connection (at most until the handshake's deadline). The fd stays
+ * non-blocking: see kh_conn_read. */
 KH_MUST_USE kh_conn *kh_connect_fd(kh_client *kc, int fd, const kh_handshake_opts *opts,
                                    kh_error *err);
 KH_MUST_USE kh_conn *kh_accept_fd(kh_client *kc, int fd, const kh_handshake_opts *opts,
                                   kh_error *err);
+
+/* kh_connect_host resolves |host|, connects to |port| and runs the client
+ * handshake, with the S2A start overlapping the TCP handshake as above: the
+ * set-up costs the longer of the two, not their sum. The addresses
+ * getaddrinfo returns are tried in turn (a refused one moves on, reusing
+ * the ClientHello). |opts->server_name| NULL: |host|, which the peer's
+ * certificate must then carry (DNS name or IP). The connection owns its
+ * socket (blocking, TCP_NODELAY; kh_conn_fd), which kh_conn_free closes. */
+KH_MUST_USE kh_conn *kh_connect_host(kh_client *kc, const char *host, const char *port,
+                                     const kh_handshake_opts *opts, kh_error *err);
+
+/* kh_conn_fd: the connection's socket (for poll; kh_connect_host's is the
+ * connection's to close). */
+int kh_conn_fd(const kh_conn *c);
 
 /* kh_conn_read returns up to |len| plaintext bytes, 0 once the peer sent
  * close_notify, -1 on error. A peer that closes the TCP connection without
@@ -244,11 +265,26 @@ KH_MUST_USE int kh_conn_flush_tickets(kh_conn *c, kh_error *err);
  * records, KeyUpdate answers, alerts), also after a failure.
  *
  * Blocking: each kh_session_handshake step that has peer bytes to pass on
- * (and the first one of a client) makes one blocking gRPC exchange with the
- * sidecar, a local round trip bounded by the handshake deadline (an
- * asynchronous step is for later). Nothing else blocks, except the one short
- * gRPC call of kh_session_flush_tickets / kh_session_close when tickets are
- * queued. A session is used by one thread at a time. */
+ * (and the first one of a client) makes one gRPC exchange with the sidecar,
+ * a local round trip bounded by the handshake deadline, and by default waits
+ * for it. A non-blocking session (kh_session_set_nonblocking) does not: the
+ * step sends its request and fails with KH_ERR_WANT_SIDECAR; the loop waits
+ * for kh_session_sidecar_fd to be readable (with the peer's socket, e.g. a
+ * connect() still under way) and calls kh_session_handshake again:
+ *
+ *   kh_session_set_nonblocking(s, &err);            // before the first step
+ *   connect(fd, ...);                                // non-blocking: EINPROGRESS
+ *   for (;;) {
+ *     int done = kh_session_handshake(s, &err);
+ *     ...send the output once fd is writable...; if (done) break;
+ *     if (err.code == KH_ERR_WANT_SIDECAR) poll kh_session_sidecar_fd(s) for POLLIN;
+ *     else if (err.code == KH_ERR_WANT_READ) poll fd, feed what arrived;
+ *     else fail;
+ *   }
+ *
+ * Nothing else blocks, except the one short gRPC call of
+ * kh_session_flush_tickets / kh_session_close when tickets are queued. A
+ * session is used by one thread at a time. */
 typedef struct kh_session kh_session;
 
 typedef enum { KH_ROLE_CLIENT = 0, KH_ROLE_SERVER = 1 } kh_role;
@@ -258,6 +294,18 @@ typedef enum { KH_ROLE_CLIENT = 0, KH_ROLE_SERVER = 1 } kh_role;
  * Nothing is sent yet. */
 KH_MUST_USE kh_session *kh_session_new(kh_client *kc, kh_role role, const kh_handshake_opts *opts,
                                        kh_error *err);
+
+/* kh_session_set_nonblocking makes kh_session_handshake never wait for the
+ * sidecar (above); call it before the first kh_session_handshake. The
+ * deadline still holds: the sidecar's fd turns readable when it passes and
+ * the next step fails with KH_ERR_DEADLINE_EXCEEDED. */
+KH_MUST_USE int kh_session_set_nonblocking(kh_session *s, kh_error *err);
+
+/* kh_session_sidecar_fd: while a non-blocking step waits for the sidecar
+ * (KH_ERR_WANT_SIDECAR), an fd that turns readable (POLLIN) when its answer
+ * is there (or may be: spurious wake-ups happen; libkeyhold drains it);
+ * else -1. It changes from step to step: ask after each. */
+int kh_session_sidecar_fd(const kh_session *s);
 
 /* kh_session_feed queues |len| bytes received from the peer (at most 1 MiB
  * unprocessed: KH_ERR_RESOURCE_EXHAUSTED beyond). */

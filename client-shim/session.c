@@ -34,6 +34,8 @@ struct kh_session {
   /* While the handshake runs. */
   kh_s2a_hs *hs;
   kh_stream *st;
+  int nonblocking; /* kh_session_set_nonblocking */
+  int waiting;     /* a request is with the sidecar */
   int started;
   int rounds;
   int done;
@@ -205,8 +207,8 @@ static int keyed(kh_session *s, kh_error *err) {
   /* A client's session tickets go back to the sidecar for resumption. */
   s->rec = kh_record_new(&r->keys, s->is_client ? on_ticket : NULL, s, err);
   const kh_buf *left = kh_s2a_hs_leftover(s->hs);
-  /* The leftover came before anything fed since (today nothing: each step
-   * passes all input on). */
+  /* The leftover came before anything fed since (while a non-blocking
+   * session waited for the sidecar). */
   kh_buf in = KH_BUF_INIT;
   if (s->rec == NULL || !kh_buf_append(&in, left->data, left->len) ||
       !kh_buf_append(&in, s->in.data, s->in.len)) {
@@ -240,27 +242,40 @@ static int expected_client(kh_session *s, kh_error *err) {
                 s->peer[0] ? s->peer : "(no identity)", s->opts.expect_peer_count);
 }
 
-/* step makes one request to the sidecar and takes its answer: the start
- * (client: at once; server: with the first bytes of the ClientHello), or a
- * next with every byte fed since. */
-static int step(kh_session *s, kh_error *err) {
-  kh_buf req = KH_BUF_INIT, resp = KH_BUF_INIT;
-  int ok, done = 0;
+/* request sends the next request to the sidecar: the start (client: at
+ * once; server: with the first bytes of the ClientHello), on a stream it
+ * opens, or a next with every byte fed since. */
+static int request(kh_session *s, kh_error *err) {
+  kh_buf req = KH_BUF_INIT;
+  int ok;
   if (!s->started) {
     ok = s->is_client ? kh_s2a_hs_start(s->hs, NULL, 0, &req, err)
                       : kh_s2a_hs_start(s->hs, s->in.data, s->in.len, &req, err);
     long left = ms_left(&s->deadline);
     if (ok && left <= 0) ok = kh_err(err, KH_ERR_DEADLINE_EXCEEDED, "peer did not answer in time");
-    if (ok) ok = (s->st = kh_stream_open(s->kc->sidecar, KH_S2A_METHOD, (int)left, err)) != NULL;
+    if (ok)
+      ok = (s->st = s->nonblocking
+                        ? kh_stream_open_async(s->kc->sidecar, KH_S2A_METHOD, (int)left, err)
+                        : kh_stream_open(s->kc->sidecar, KH_S2A_METHOD, (int)left, err)) != NULL;
     s->started = 1;
   } else {
     ok = kh_s2a_hs_next(s->hs, s->in.data, s->in.len, &req, err);
   }
   kh_buf_reset(&s->in); /* passed on: the S2A exchange keeps what the sidecar did not consume */
-  if (ok) ok = kh_stream_exchange(s->st, req.data, req.len, &resp, err);
-  /* out_frames go to the output even on failure: they carry the alert. */
-  if (ok) ok = kh_s2a_hs_on_resp(s->hs, resp.data, resp.len, &s->out, &done, err);
+  if (ok) ok = kh_stream_exchange_start(s->st, req.data, req.len, err);
   kh_buf_free(&req);
+  return ok;
+}
+
+/* answer takes the sidecar's answer (a non-blocking session: -1 if it is
+ * not here yet); its out_frames go to the output even on failure: they
+ * carry the alert. */
+static int answer(kh_session *s, kh_error *err) {
+  kh_buf resp = KH_BUF_INIT;
+  int done = 0;
+  int ok = kh_stream_exchange_finish(s->st, !s->nonblocking, &resp, err);
+  if (ok < 0) return -1;
+  if (ok) ok = kh_s2a_hs_on_resp(s->hs, resp.data, resp.len, &s->out, &done, err);
   kh_buf_free(&resp);
   if (!ok) return 0;
   if (done) {
@@ -280,21 +295,44 @@ int kh_session_handshake(kh_session *s, kh_error *err) {
   if (s->fatal) return kh_err(err, KH_ERR_FAILED_PRECONDITION, "handshake failed earlier");
   kh_error e;
   kh_error_clear(&e);
-  /* A client starts at once; otherwise only peer bytes move the handshake. */
-  if ((s->started || !s->is_client) && s->in.len == 0)
-    return kh_err(err, KH_ERR_WANT_READ, "handshake needs more bytes from the peer");
-  if (s->rounds++ == KH_MAX_HS_ROUNDS) {
-    kh_err(&e, KH_ERR_INTERNAL, "handshake did not converge");
-  } else if (step(s, &e)) {
+  if (!s->waiting) {
+    /* A client starts at once; otherwise only peer bytes move the handshake. */
+    if ((s->started || !s->is_client) && s->in.len == 0)
+      return kh_err(err, KH_ERR_WANT_READ, "handshake needs more bytes from the peer");
+    if (s->rounds++ == KH_MAX_HS_ROUNDS) {
+      kh_err(&e, KH_ERR_INTERNAL, "handshake did not converge");
+      goto failed;
+    }
+    if (!request(s, &e)) goto failed;
+    s->waiting = 1;
+  }
+  int r = answer(s, &e);
+  if (r < 0) return kh_err(err, KH_ERR_WANT_SIDECAR, "waiting for the sidecar's answer");
+  s->waiting = 0;
+  if (r > 0) {
     if (s->done) return 1;
     return kh_err(err, KH_ERR_WANT_READ, "handshake needs more bytes from the peer");
   }
+failed:
   if (e.code == KH_OK) kh_err(&e, KH_ERR_INTERNAL, "handshake did not converge");
   s->fatal = 1;
+  s->waiting = 0;
   kh_stream_close(s->st, 1);
   s->st = NULL;
   if (err != NULL) *err = e;
   return 0;
+}
+
+int kh_session_set_nonblocking(kh_session *s, kh_error *err) {
+  if (s->started || s->fatal)
+    return kh_err(err, KH_ERR_FAILED_PRECONDITION,
+                  "kh_session_set_nonblocking: the handshake has already started");
+  s->nonblocking = 1;
+  return 1;
+}
+
+int kh_session_sidecar_fd(const kh_session *s) {
+  return s->waiting ? kh_stream_fd(s->st) : -1;
 }
 
 const struct timespec *kh_session_deadline(const kh_session *s) {

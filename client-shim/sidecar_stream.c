@@ -1,9 +1,18 @@
-/* sidecar_stream.c: blocking bidi-stream helper over the gRPC C core. */
+/* sidecar_stream.c: bidi-stream helper over the gRPC C core. A blocking
+ * stream has a pluck queue of its own, which the calling thread waits on; a
+ * non-blocking one shares its channel's next queue, which one pump thread
+ * drains, marking each stream's completed operations and waking its
+ * eventfd (kh_stream_fd), so an event loop can wait for the sidecar. */
 #include "sidecar_stream.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -17,11 +26,27 @@
 struct kh_sidecar {
   grpc_channel *channel;
   char path[256];
+  /* Non-blocking streams' queue and its pump, started with the first one;
+   * |mu| guards every such stream's done/ok bits. */
+  pthread_mutex_t mu;
+  grpc_completion_queue *async_cq;
+  pthread_t pump;
 };
+
+/* A completion tag: which operation of which stream (bit in done/ok). */
+typedef struct {
+  kh_stream *s;
+  unsigned bit;
+} kh_tag;
 
 struct kh_stream {
   kh_sidecar *sc;
-  grpc_completion_queue *cq;
+  grpc_completion_queue *cq; /* its own (blocking) or the channel's async_cq */
+  int async;
+  int efd;                             /* async: readable once an operation completed */
+  unsigned done, ok;                   /* async: completed operations and their success (sc->mu) */
+  int in_flight;                       /* an exchange started and not yet finished */
+  grpc_byte_buffer *send_bb, *recv_bb; /* its messages */
   grpc_call *call;
   gpr_timespec deadline;
   grpc_metadata_array initial_md;
@@ -32,10 +57,10 @@ struct kh_stream {
   int half_closed;     /* SEND_CLOSE_FROM_CLIENT done */
   grpc_status_code status;
   grpc_slice status_details;
-  char tags[3]; /* distinct pluck tags: see TAG_* */
+  kh_tag tags[3]; /* distinct tags: see TAG_* */
 };
 
-/* Pluck tags, one per kind of operation, so that plucking one never takes
+/* Tags, one per kind of operation, so that waiting for one never takes
  * another's event: the message batches (one at a time), the status op armed
  * once when the call starts, and the connectivity watch. */
 #define TAG_BATCH(s) ((void *)&(s)->tags[0])
@@ -57,6 +82,7 @@ kh_sidecar *kh_sidecar_new(const char *socket_path, kh_error *err) {
     return NULL;
   }
   snprintf(sc->path, sizeof(sc->path), "%s", socket_path);
+  pthread_mutex_init(&sc->mu, NULL);
   char target[300];
   /* "tcp://HOST:PORT" reaches keyholdd's --listen (tests, clients without
    * Unix sockets); anything else is a socket path. */
@@ -86,6 +112,7 @@ kh_sidecar *kh_sidecar_new(const char *socket_path, kh_error *err) {
   grpc_channel_credentials_release(creds);
   if (sc->channel == NULL) {
     grpc_shutdown();
+    pthread_mutex_destroy(&sc->mu);
     free(sc);
     kh_err(err, KH_ERR_INTERNAL, "cannot create gRPC channel to %s", target);
     return NULL;
@@ -95,24 +122,124 @@ kh_sidecar *kh_sidecar_new(const char *socket_path, kh_error *err) {
 
 void kh_sidecar_free(kh_sidecar *sc) {
   if (sc == NULL) return;
+  if (sc->async_cq != NULL) { /* every stream is closed: only the shutdown is left */
+    grpc_completion_queue_shutdown(sc->async_cq);
+    pthread_join(sc->pump, NULL);
+    grpc_completion_queue_destroy(sc->async_cq);
+  }
   grpc_channel_destroy(sc->channel);
+  pthread_mutex_destroy(&sc->mu);
   free(sc);
   grpc_shutdown();
 }
 
-/* run_batch starts |ops| and waits for them (bounded by the deadline, plus a
- * grace period after a cancel so completion is always collected). */
-static int run_batch(kh_stream *s, const grpc_op *ops, size_t n, kh_error *err) {
+/* --- waiting for an operation -------------------------------------------- */
+
+/* pump drains the non-blocking streams' queue: each completion marks its
+ * operation done and wakes the stream's eventfd, under sc->mu, which the
+ * stream takes before it closes the fd. */
+static void *pump(void *arg) {
+  kh_sidecar *sc = arg;
+  for (;;) {
+    grpc_event ev =
+        grpc_completion_queue_next(sc->async_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) return NULL;
+    if (ev.type != GRPC_OP_COMPLETE) continue;
+    kh_tag *t = ev.tag;
+    pthread_mutex_lock(&sc->mu);
+    t->s->done |= t->bit;
+    t->s->ok = ev.success ? t->s->ok | t->bit : t->s->ok & ~t->bit;
+    uint64_t one = 1;
+    if (write(t->s->efd, &one, sizeof(one)) < 0) {
+      /* EAGAIN: the counter is full, so it is readable anyway */
+    }
+    pthread_mutex_unlock(&sc->mu);
+  }
+}
+
+static int start_pump(kh_sidecar *sc, kh_error *err) {
+  pthread_mutex_lock(&sc->mu);
+  int ok = 1;
+  if (sc->async_cq == NULL) {
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    if (pthread_create(&sc->pump, NULL, pump, sc) == 0) {
+      sc->async_cq = cq;
+    } else {
+      grpc_completion_queue_shutdown(cq);
+      grpc_completion_queue_destroy(cq);
+      ok = kh_err(err, KH_ERR_INTERNAL, "cannot start the sidecar pump thread");
+    }
+  }
+  pthread_mutex_unlock(&sc->mu);
+  return ok;
+}
+
+/* taken: a non-blocking stream's operation |t| if it completed (0: not
+ * yet, 1: succeeded, 2: failed), clearing its mark. */
+static int taken(kh_stream *s, const kh_tag *t) {
+  pthread_mutex_lock(&s->sc->mu);
+  int r = 0;
+  if (s->done & t->bit) {
+    r = s->ok & t->bit ? 1 : 2;
+    s->done &= ~t->bit;
+  }
+  pthread_mutex_unlock(&s->sc->mu);
+  return r;
+}
+
+/* ms_until: milliseconds from now to |until| for poll (-1: never, 0: it
+ * has passed), rounded up. */
+static int ms_until(gpr_timespec until) {
+  if (gpr_time_cmp(until, gpr_inf_future(until.clock_type)) == 0) return -1;
+  gpr_timespec now = gpr_now(until.clock_type);
+  if (gpr_time_cmp(until, now) <= 0) return 0;
+  int64_t ms = gpr_time_to_millis(gpr_time_sub(until, now)) + 1;
+  return ms > 1000000 ? 1000000 : (int)ms;
+}
+
+/* wait_tag waits until |until| for operation |tag|: 1 when it succeeded, 2
+ * when it failed, 0 at |until| (gpr_inf_past: just a look). */
+static int wait_tag(kh_stream *s, void *tag, gpr_timespec until) {
+  if (!s->async) {
+    grpc_event ev = grpc_completion_queue_pluck(s->cq, tag, until, NULL);
+    if (ev.type != GRPC_OP_COMPLETE) return 0;
+    return ev.success ? 1 : 2;
+  }
+  for (;;) {
+    int r = taken(s, tag);
+    if (r != 0) return r;
+    int ms = ms_until(until);
+    if (ms == 0) return 0;
+    struct pollfd p = {.fd = s->efd, .events = POLLIN};
+    if (poll(&p, 1, ms) > 0) {
+      uint64_t n;
+      if (read(s->efd, &n, sizeof(n)) < 0) {
+        /* EAGAIN: another look took it; the marks are what count */
+      }
+    }
+  }
+}
+
+/* start_batch starts |ops| (one batch at a time per stream). */
+static int start_batch(kh_stream *s, const grpc_op *ops, size_t n, kh_error *err) {
   grpc_call_error e = grpc_call_start_batch(s->call, ops, n, TAG_BATCH(s), NULL);
   if (e != GRPC_CALL_OK) return kh_err(err, KH_ERR_INTERNAL, "gRPC start_batch failed (%d)", e);
-  grpc_event ev = grpc_completion_queue_pluck(s->cq, TAG_BATCH(s), s->deadline, NULL);
-  if (ev.type == GRPC_QUEUE_TIMEOUT) {
-    grpc_call_cancel_with_status(s->call, GRPC_STATUS_DEADLINE_EXCEEDED, "handshake deadline",
-                                 NULL);
-    ev = grpc_completion_queue_pluck(s->cq, TAG_BATCH(s), gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    return kh_err(err, KH_ERR_DEADLINE_EXCEEDED, "sidecar did not answer before the deadline");
-  }
-  return ev.success ? 1 : 2; /* 2: the op failed (stream ended) */
+  return 1;
+}
+
+/* wait_batch waits for the batch started (bounded by the deadline, then
+ * cancelled, so that its completion is always collected): 1 done, 2 the op
+ * failed (the stream ended), 0 the deadline passed. */
+static int wait_batch(kh_stream *s, kh_error *err) {
+  int r = wait_tag(s, TAG_BATCH(s), s->deadline);
+  if (r != 0) return r;
+  grpc_call_cancel_with_status(s->call, GRPC_STATUS_DEADLINE_EXCEEDED, "handshake deadline", NULL);
+  wait_tag(s, TAG_BATCH(s), gpr_inf_future(GPR_CLOCK_REALTIME));
+  return kh_err(err, KH_ERR_DEADLINE_EXCEEDED, "sidecar did not answer before the deadline");
+}
+
+static int run_batch(kh_stream *s, const grpc_op *ops, size_t n, kh_error *err) {
+  return start_batch(s, ops, n, err) ? wait_batch(s, err) : 0;
 }
 
 /* wait_ready waits (at most |ms|) for the channel to reach READY, asking it
@@ -129,27 +256,40 @@ static int wait_ready(kh_stream *s, int ms) {
     if (st == GRPC_CHANNEL_READY) return 1;
     if (st == GRPC_CHANNEL_SHUTDOWN) return 0;
     grpc_channel_watch_connectivity_state(s->sc->channel, st, until, s->cq, TAG_WATCH(s));
-    grpc_event ev =
-        grpc_completion_queue_pluck(s->cq, TAG_WATCH(s), gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    if (!ev.success) return 0; /* timed out in a state other than READY */
+    if (wait_tag(s, TAG_WATCH(s), gpr_inf_future(GPR_CLOCK_REALTIME)) != 1)
+      return 0; /* timed out in a state other than READY */
   }
 }
 
-kh_stream *kh_stream_open(kh_sidecar *sc, const char *method, int timeout_ms, kh_error *err) {
+/* open_stream: kh_stream_open and kh_stream_open_async. */
+static kh_stream *open_stream(kh_sidecar *sc, const char *method, int timeout_ms, int async,
+                              kh_error *err) {
+  if (async && !start_pump(sc, err)) return NULL;
   kh_stream *s = calloc(1, sizeof(*s));
   if (s == NULL) {
     kh_err(err, KH_ERR_NOMEM, "out of memory");
     return NULL;
   }
   s->sc = sc;
-  s->cq = grpc_completion_queue_create_for_pluck(NULL);
+  for (unsigned i = 0; i < 3; i++) s->tags[i] = (kh_tag){s, 1u << i};
+  s->async = async;
+  s->efd = -1;
+  if (async && (s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+    kh_err(err, KH_ERR_INTERNAL, "eventfd: %s", strerror(errno));
+    free(s);
+    return NULL;
+  }
+  s->cq = async ? sc->async_cq : grpc_completion_queue_create_for_pluck(NULL);
   s->deadline =
       gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
                    gpr_time_from_millis(timeout_ms > 0 ? timeout_ms : 10000, GPR_TIMESPAN));
   grpc_metadata_array_init(&s->initial_md);
   grpc_metadata_array_init(&s->trailing_md);
   s->status_details = grpc_empty_slice();
-  if (!wait_ready(s, 1500)) {
+  /* Non-blocking: no wait for the channel; a fail-fast call on it waits
+   * while it connects and fails UNAVAILABLE if it cannot. */
+  if (async) grpc_channel_check_connectivity_state(sc->channel, 1);
+  if (!async && !wait_ready(s, 1500)) {
     kh_err(err, KH_ERR_UNAVAILABLE, "sidecar unavailable at %s: cannot connect", sc->path);
     kh_stream_close(s, 0);
     return NULL;
@@ -185,12 +325,23 @@ kh_stream *kh_stream_open(kh_sidecar *sc, const char *method, int timeout_ms, kh
   return s;
 }
 
+kh_stream *kh_stream_open(kh_sidecar *sc, const char *method, int timeout_ms, kh_error *err) {
+  return open_stream(sc, method, timeout_ms, 0, err);
+}
+
+kh_stream *kh_stream_open_async(kh_sidecar *sc, const char *method, int timeout_ms, kh_error *err) {
+  return open_stream(sc, method, timeout_ms, 1, err);
+}
+
+int kh_stream_fd(const kh_stream *s) {
+  return s != NULL && s->async ? s->efd : -1;
+}
+
 /* wait_status waits until |until| for the armed status op; 1 once it has
  * completed (s->status and s->status_details are then set). */
 static int wait_status(kh_stream *s, gpr_timespec until) {
   if (s->finished) return 1;
-  grpc_event ev = grpc_completion_queue_pluck(s->cq, TAG_STATUS(s), until, NULL);
-  if (ev.type != GRPC_OP_COMPLETE) return 0;
+  if (wait_tag(s, TAG_STATUS(s), until) == 0) return 0;
   s->finished = 1;
   return 1;
 }
@@ -314,19 +465,49 @@ int kh_stream_recv(kh_stream *s, kh_buf *out, kh_error *err) {
   return take_message(s, bb, out, err);
 }
 
-int kh_stream_exchange(kh_stream *s, const uint8_t *msg, size_t len, kh_buf *out, kh_error *err) {
+int kh_stream_exchange_start(kh_stream *s, const uint8_t *msg, size_t len, kh_error *err) {
+  if (s->in_flight) return kh_err(err, KH_ERR_INTERNAL, "an exchange is already in flight");
   grpc_op ops[5];
   size_t n = 0;
-  grpc_byte_buffer *in = NULL, *bb = message(msg, len);
-  add_send(s, ops, &n, bb);
-  add_recv(s, ops, &n, &in);
-  int r = run_batch(s, ops, n, err);
-  grpc_byte_buffer_destroy(bb);
+  s->send_bb = message(msg, len);
+  s->recv_bb = NULL;
+  add_send(s, ops, &n, s->send_bb);
+  add_recv(s, ops, &n, &s->recv_bb);
+  if (!start_batch(s, ops, n, err)) {
+    grpc_byte_buffer_destroy(s->send_bb);
+    s->send_bb = NULL;
+    return 0;
+  }
+  s->in_flight = 1;
+  return 1;
+}
+
+/* end_exchange takes the finished exchange's answer (|r| from wait_batch). */
+static int end_exchange(kh_stream *s, int r, kh_buf *out, kh_error *err) {
+  s->in_flight = 0;
+  grpc_byte_buffer_destroy(s->send_bb);
+  s->send_bb = NULL;
+  grpc_byte_buffer *in = s->recv_bb;
+  s->recv_bb = NULL;
   if (r == 0) {
     if (in) grpc_byte_buffer_destroy(in);
     return 0;
   }
   return take_message(s, in, out, err);
+}
+
+int kh_stream_exchange_finish(kh_stream *s, int wait, kh_buf *out, kh_error *err) {
+  if (!s->in_flight) return kh_err(err, KH_ERR_INTERNAL, "no exchange in flight");
+  if (!wait) {
+    int r = wait_tag(s, TAG_BATCH(s), gpr_inf_past(GPR_CLOCK_REALTIME));
+    return r == 0 ? -1 : end_exchange(s, r, out, err);
+  }
+  int r = wait_batch(s, err);
+  return end_exchange(s, r, out, err);
+}
+
+int kh_stream_exchange(kh_stream *s, const uint8_t *msg, size_t len, kh_buf *out, kh_error *err) {
+  return kh_stream_exchange_start(s, msg, len, err) && kh_stream_exchange_finish(s, 1, out, err);
 }
 
 int kh_stream_half_close(kh_stream *s, kh_error *err) {
@@ -342,6 +523,15 @@ void kh_stream_close(kh_stream *s, int cancel) {
   if (s == NULL) return;
   if (s->call != NULL) {
     int closing = 0;
+    if (s->in_flight) { /* a non-blocking exchange the caller gave up on */
+      grpc_call_cancel(s->call, NULL);
+      wait_tag(s, TAG_BATCH(s), gpr_inf_future(GPR_CLOCK_REALTIME));
+      kh_buf junk = KH_BUF_INIT; /* a late answer is wiped unread */
+      kh_error ignored;
+      if (!end_exchange(s, s->recv_bb != NULL, &junk, &ignored)) kh_error_clear(&ignored);
+      kh_buf_free(&junk);
+      cancel = 1;
+    }
     if (!s->finished && cancel) {
       grpc_call_cancel(s->call, NULL);
     } else if (!s->finished && !s->half_closed) {
@@ -356,17 +546,25 @@ void kh_stream_close(kh_stream *s, int cancel) {
      * (cancelling at the deadline), then the close, which the call's end
      * completes. */
     end_call(s, s->deadline, GRPC_STATUS_CANCELLED, "stream closed");
-    if (closing)
-      grpc_completion_queue_pluck(s->cq, TAG_BATCH(s), gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (closing) wait_tag(s, TAG_BATCH(s), gpr_inf_future(GPR_CLOCK_REALTIME));
     grpc_call_unref(s->call);
   }
   grpc_metadata_array_destroy(&s->initial_md);
   grpc_metadata_array_destroy(&s->trailing_md);
   grpc_slice_unref(s->status_details);
-  grpc_completion_queue_shutdown(s->cq);
-  while (grpc_completion_queue_pluck(s->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-         GRPC_QUEUE_SHUTDOWN) {
+  if (s->async) {
+    /* Every operation was collected; the pump's last wake-up of this fd
+     * happened under the lock. */
+    pthread_mutex_lock(&s->sc->mu);
+    pthread_mutex_unlock(&s->sc->mu);
+    close(s->efd);
+  } else {
+    grpc_completion_queue_shutdown(s->cq);
+    while (
+        grpc_completion_queue_pluck(s->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+        GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(s->cq);
   }
-  grpc_completion_queue_destroy(s->cq);
   free(s);
 }

@@ -34,6 +34,7 @@ const char *kh_code_name(kh_code code) {
     case KH_ERR_CHANNEL_REPLAY: return "CHANNEL_REPLAY";
     case KH_ERR_CHANNEL_TOO_OLD: return "CHANNEL_TOO_OLD";
     case KH_ERR_CHANNEL_WRONG: return "CHANNEL_WRONG";
+    case KH_ERR_WANT_SIDECAR: return "WANT_SIDECAR";
   }
   return "UNKNOWN";
 }

@@ -47,6 +47,8 @@ typedef enum {
   KH_ERR_CHANNEL_REPLAY = 111,   /* message already opened */
   KH_ERR_CHANNEL_TOO_OLD = 112,  /* below the replay window, or its key is gone */
   KH_ERR_CHANNEL_WRONG = 113,    /* another channel's message, or our own reflected */
+  /* 120+: non-blocking sessions. */
+  KH_ERR_WANT_SIDECAR = 120, /* the sidecar's answer is not here yet: poll its fd, retry */
 } kh_code;
 
 /* KH_MUST_USE marks every fallible function (1/0 or pointer/NULL): ignoring

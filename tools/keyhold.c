@@ -161,11 +161,10 @@ static int cmd_connect(options *o) {
   kh_error err;
   kh_client *kc = kh_client_new(o->sidecar, &err);
   if (kc == NULL) kh_cli_die("%s", err.msg);
-  char msg[512];
-  int fd = kh_cli_tcp_connect(host, port, msg, sizeof(msg));
-  if (fd < 0) kh_cli_die("%s", msg);
-  kh_conn *c = kh_connect_fd(kc, fd, &o->hs, &err);
+  /* The sidecar's first round trip runs while the TCP connection is made. */
+  kh_conn *c = kh_connect_host(kc, host, port, &o->hs, &err);
   if (c == NULL) kh_cli_die("%s [%s]", err.msg, kh_code_name(err.code));
+  int fd = kh_conn_fd(c);
   print_info("connected", c);
   /* Non-blocking from here: records without application data (tickets,
    * KeyUpdates) must not hold stdin hostage in kh_conn_read. */
@@ -176,8 +175,7 @@ static int cmd_connect(options *o) {
    * those before it): for the next connect's resumption. */
   if (!kh_conn_flush_tickets(c, &err))
     fprintf(stderr, "keyhold: session tickets not handed back: %s\n", err.msg);
-  kh_conn_free(c);
-  close(fd);
+  kh_conn_free(c); /* closes fd */
   kh_client_free(kc);
   free(target);
   return rc;

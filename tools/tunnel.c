@@ -270,23 +270,19 @@ static void log_open(const tun_job *j, const kh_conn *c) {
           in.alpn[0] ? in.alpn : "-", in.local_identity, in.resumed ? " resumed" : "");
 }
 
-/* handshake: the TLS side of |j| (client: dials --target first); NULL after logging. */
+/* handshake: the TLS side of |j| (client: dials --target, the sidecar's
+ * first round trip meanwhile; the connection owns that socket); NULL after
+ * logging. */
 static kh_conn *handshake(const tun_job *j, int *tls_fd) {
   const tun_cfg *o = j->cfg;
-  char msg[300];
-  *tls_fd = j->fd;
-  if (!o->server && (*tls_fd = kh_cli_tcp_connect(o->thost, o->tport, msg, sizeof(msg))) < 0) {
-    fprintf(stderr, "keyhold: tunnel #%lu %s failed: --target %s\n", j->id, j->addr, msg);
-    return NULL;
-  }
   kh_error err;
-  kh_conn *c = o->server ? kh_accept_fd(o->kc, *tls_fd, &o->hs, &err)
-                         : kh_connect_fd(o->kc, *tls_fd, &o->hs, &err);
-  if (c == NULL) {
+  kh_conn *c = o->server ? kh_accept_fd(o->kc, j->fd, &o->hs, &err)
+                         : kh_connect_host(o->kc, o->thost, o->tport, &o->hs, &err);
+  if (c == NULL)
     fprintf(stderr, "keyhold: tunnel #%lu %s handshake failed: %s [%s]\n", j->id, j->addr, err.msg,
             kh_code_name(err.code));
-    if (!o->server) close(*tls_fd);
-  }
+  else
+    *tls_fd = kh_conn_fd(c);
   return c;
 }
 
@@ -314,8 +310,8 @@ static void serve_conn(const tun_job *j) {
       stderr,
       "keyhold: tunnel #%lu %s closed: %llu bytes app->peer, %llu bytes peer->app, %ld ms, %s%s\n",
       j->id, j->addr, r.up, r.down, ms_since(&t0), ok ? "" : "error: ", r.why);
-  kh_conn_free(r.c);
-  close(o->server ? r.plain_fd : r.tls_fd);
+  kh_conn_free(r.c); /* a client's: closes tls_fd */
+  if (o->server) close(r.plain_fd);
 }
 
 static void *conn_thread(void *arg) {

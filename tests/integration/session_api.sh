@@ -17,12 +17,13 @@ P=$T/pki
 start_keyholdd kd "$P/ids" --log-level debug
 start_rev_server
 
-# session NAME EXPECT_PEER: session_client in the background, stdin from the
-# fifo $T/NAME.in held open on fd 8; sets SC to its pid.
+# session NAME EXPECT_PEER [--nonblocking]: session_client in the background,
+# stdin from the fifo $T/NAME.in held open on fd 8; sets SC to its pid.
 session() {
   mkfifo "$T/$1.in"
   exec 8<>"$T/$1.in"
-  bg "$SESSION_CLIENT" "$T/kd.sock" spiffe://example.org/client "$2" "$port" 300 "hello-$1" \
+  # shellcheck disable=SC2086 # the flag is one word or none
+  bg "$SESSION_CLIENT" ${3:-} "$T/kd.sock" spiffe://example.org/client "$2" "$port" 300 "hello-$1" \
     <"$T/$1.in" >"$T/$1.out" 2>"$T/$1.err"
   SC=${PIDS[-1]}
 }
@@ -91,6 +92,28 @@ exits_ok "$SC" || st=$?
   || fail "s3 ($st): $(cat "$T/s3.err")"
 exec 8>&-
 
+# --- non-blocking sessions: the loop waits for the sidecar's fd ---
+session nb1 spiffe://example.org/peer-server --nonblocking
+wait_for "$T/nb1.err" "answer read|session_client: [a-z ]+: " >/dev/null
+grep -q "established TLSv1.3 .* want_read=[1-9][0-9]* want_sidecar=[2-9]" "$T/nb1.err" \
+  && grep -q "$(echo hello-nb1 | rev)" "$T/nb1.out" \
+  && pass "non-blocking: the start and the next each waited on the sidecar's fd, line answered" \
+  || fail "nb1: $(cat "$T/nb1.err")"
+grep -q "want_sidecar=0" "$T/s1.err" && pass "blocking: the same session never returned WANT_SIDECAR" \
+  || fail "s1: $(grep established "$T/s1.err")"
+echo flush >&8
+exits_ok "$SC" && grep -q "session_client: closed" "$T/nb1.err" && pass "non-blocking: closed, exit 0" \
+  || fail "nb1 exit: $(tail -2 "$T/nb1.err")"
+exec 8>&-
+
+session nb3 spiffe://example.org/someone-else --nonblocking
+st=0
+exits_ok "$SC" || st=$?
+[ "$st" -ne 0 ] && grep -q "handshake: sidecar: .*not one of the 1 expected peers" "$T/nb3.err" \
+  && pass "non-blocking: an unexpected peer fails the handshake with the sidecar's reason" \
+  || fail "nb3 ($st): $(cat "$T/nb3.err")"
+exec 8>&-
+
 # --- server side ---
 bg "$SESSION_CLIENT" --serve "$T/kd.sock" spiffe://example.org/server 50 2>"$T/srv1.err"
 SV=${PIDS[-1]}
@@ -105,4 +128,16 @@ exits_ok "$SV" && grep -q "established TLSv1.3 .* local=spiffe://example.org/ser
   && grep -q "echoed 13 bytes, closed" "$T/srv1.err" \
   && pass "server session: handshake over WANT_READ steps, echo until close_notify, exit 0" \
   || fail "server session: $(cat "$T/srv1.err")"
+
+bg "$SESSION_CLIENT" --nonblocking --serve "$T/kd.sock" spiffe://example.org/server 50 2>"$T/srv2.err"
+SV=${PIDS[-1]}
+wait_for "$T/srv2.err" "listening on"
+SPORT=$(sed -n 's/.*listening on \([0-9]*\)$/\1/p' "$T/srv2.err")
+(echo "nb-line"; sleep 0.5) | timeout 10 openssl s_client -quiet -no_ign_eof -tls1_3 -connect "127.0.0.1:$SPORT" \
+  -cert "$P/peer/client.crt" -key "$P/peer/client.key" -CAfile "$P/ca/ca.crt" -verify_return_error \
+  >"$T/sc2.out" 2>"$T/sc2.err" || true
+exits_ok "$SV" && grep -qx "nb-line" "$T/sc2.out" \
+  && grep -q "established TLSv1.3 .* local=spiffe://example.org/server want_read=[1-9][0-9]* want_sidecar=[1-9]" "$T/srv2.err" \
+  && pass "non-blocking server session: waited on the sidecar's fd, echoed s_client's line" \
+  || fail "nb server: $(cat "$T/sc2.err" "$T/srv2.err")"
 finish

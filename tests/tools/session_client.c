@@ -13,7 +13,12 @@
  * Server: listens on an ephemeral port of 127.0.0.1 ("listening on PORT"),
  * accepts one client, handshakes the same way, echoes what it reads (fed one
  * byte at a time) until the client's close_notify, and closes.
- * Progress goes to stderr, the answer (client) to stdout. */
+ * Progress goes to stderr, the answer (client) to stdout.
+ * --nonblocking first (either mode): the session never waits for the
+ * sidecar (kh_session_set_nonblocking): a step that needs it returns
+ * KH_ERR_WANT_SIDECAR and the loop polls kh_session_sidecar_fd; the client's
+ * connect() is non-blocking too, still under way when the S2A start goes
+ * out. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -25,6 +30,8 @@
 #include <unistd.h>
 
 #include "keyhold.h"
+
+static int g_nonblocking;
 
 static void die(const char *what, const kh_error *err) {
   fprintf(stderr, "session_client: %s: %s [%s]\n", what, err ? err->msg : strerror(errno),
@@ -82,21 +89,31 @@ static void feed_some(kh_session *s, int fd, size_t chunk) {
 /* handshake runs |s| to completion over |fd|; returns the WANT_READ steps. */
 static int handshake(kh_session *s, int fd, size_t chunk) {
   kh_error err;
-  int wants = 0;
+  int wants = 0, sidecar_waits = 0;
+  if (g_nonblocking && !kh_session_set_nonblocking(s, &err)) die("set_nonblocking", &err);
   for (;;) {
     int done = kh_session_handshake(s, &err);
     send_output(s, fd); /* also after a failure: the alert */
     if (done) break;
+    if (err.code == KH_ERR_WANT_SIDECAR && g_nonblocking) {
+      int sfd = kh_session_sidecar_fd(s);
+      if (sfd < 0) die("WANT_SIDECAR without a sidecar fd", &err);
+      sidecar_waits++;
+      wait_fd(sfd, POLLIN);
+      continue;
+    }
     if (err.code != KH_ERR_WANT_READ) die("handshake", &err);
+    if (kh_session_sidecar_fd(s) != -1) die("a sidecar fd while nothing waits for it", NULL);
     wants++;
     feed_some(s, fd, chunk);
   }
   if (kh_session_handshake(s, &err) != 1) die("handshake again", &err);
   kh_conn_info info;
   kh_session_get_info(s, &info);
-  fprintf(stderr, "session_client: established %s %s peer=%s local=%s%s want_read=%d\n",
+  fprintf(stderr,
+          "session_client: established %s %s peer=%s local=%s%s want_read=%d want_sidecar=%d\n",
           info.version, info.ciphersuite, info.peer_identity[0] ? info.peer_identity : "-",
-          info.local_identity, info.resumed ? " resumed" : "", wants);
+          info.local_identity, info.resumed ? " resumed" : "", wants, sidecar_waits);
   return wants;
 }
 
@@ -143,6 +160,11 @@ static int serve(kh_client *kc, const char *identity, size_t chunk) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--nonblocking") == 0) {
+    g_nonblocking = 1;
+    argv++;
+    argc--;
+  }
   if (argc == 5 && strcmp(argv[1], "--serve") == 0) {
     kh_error err;
     kh_client *kc = kh_client_new(argv[2], &err);
@@ -152,16 +174,19 @@ int main(int argc, char **argv) {
     return rc;
   }
   if (argc != 7) {
-    fprintf(stderr,
-            "usage: session_client SIDECAR IDENTITY EXPECT_PEER PORT HS_CHUNK LINE\n"
-            "       session_client --serve SIDECAR IDENTITY HS_CHUNK\n");
+    fprintf(
+        stderr,
+        "usage: session_client [--nonblocking] SIDECAR IDENTITY EXPECT_PEER PORT HS_CHUNK LINE\n"
+        "       session_client [--nonblocking] --serve SIDECAR IDENTITY HS_CHUNK\n");
     return 2;
   }
   size_t hs_chunk = (size_t)atoi(argv[5]);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int fd = socket(AF_INET, SOCK_STREAM | (g_nonblocking ? SOCK_NONBLOCK : 0), 0);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[4]))};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) die("connect", NULL);
+  /* Non-blocking: the handshake's first write waits for the connection. */
+  if (fd < 0 || (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno != EINPROGRESS))
+    die("connect", NULL);
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 
   kh_error err;
