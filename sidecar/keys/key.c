@@ -3,6 +3,9 @@
 
 #include <stdlib.h>
 
+#include <openssl/ec.h>
+#include <openssl/ec_key.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 struct kh_key {
@@ -43,6 +46,31 @@ const char *kh_key_type_name(kh_key_type t) {
     case KH_KEY_ED25519: return "Ed25519";
   }
   return "unknown";
+}
+
+int kh_key_type_of(EVP_PKEY *key, const char *path, kh_key_type *out, kh_error *err) {
+  switch (EVP_PKEY_id(key)) {
+    case EVP_PKEY_RSA:
+      if (EVP_PKEY_bits(key) < 2048)
+        return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: RSA key of %d bits (minimum 2048)", path,
+                      EVP_PKEY_bits(key));
+      *out = KH_KEY_RSA;
+      return 1;
+    case EVP_PKEY_ED25519: *out = KH_KEY_ED25519; return 1;
+    case EVP_PKEY_EC: {
+      const EC_GROUP *g = EC_KEY_get0_group(EVP_PKEY_get0_EC_KEY(key));
+      int nid = g ? EC_GROUP_get_curve_name(g) : 0;
+      if (nid == NID_X9_62_prime256v1 || nid == NID_secp384r1) {
+        *out = nid == NID_secp384r1 ? KH_KEY_ECDSA_P384 : KH_KEY_ECDSA_P256;
+        return 1;
+      }
+      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: EC curve not supported (P-256, P-384 only)",
+                    path);
+    }
+    default:
+      return kh_err(err, KH_ERR_INVALID_ARGUMENT,
+                    "%s: unsupported key type (ECDSA P-256/P-384, RSA, Ed25519)", path);
+  }
 }
 
 int kh_sigalg_fits(kh_key_type t, uint16_t sigalg) {

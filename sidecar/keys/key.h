@@ -70,6 +70,16 @@ const char *kh_key_backend(const kh_key *k);
 /* kh_key_type_name: "ECDSA P-256", "RSA", ... for messages. */
 const char *kh_key_type_name(kh_key_type t);
 
+/* kh_key_type_of: the type of |key| (private or public), or an error
+ * naming |where| for one we do not support (RSA under 2048 bits, EC curves
+ * other than P-256 and P-384, anything else). */
+KH_MUST_USE int kh_key_type_of(EVP_PKEY *key, const char *where, kh_key_type *out, kh_error *err);
+
+/* kh_private_file_ok: |fd| (opened from |path|) is a regular file that no
+ * group or other may read, as every file holding a secret must be (Noise
+ * keys, PINs); else an error that says how to fix it. */
+KH_MUST_USE int kh_private_file_ok(int fd, const char *path, kh_error *err);
+
 /* kh_sigalg_fits: can a key of type |t| sign with scheme |sigalg| in TLS
  * 1.3 terms (ECDSA curve and hash paired)? */
 int kh_sigalg_fits(kh_key_type t, uint16_t sigalg);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/bio.h>
 #include <openssl/bytestring.h>
@@ -130,29 +131,15 @@ static const kh_key_ops k_file_ops = {.name = "file",
                                       .rsa_decrypt = file_rsa_decrypt,
                                       .free = file_free};
 
-static int key_type(EVP_PKEY *key, const char *path, kh_key_type *out, kh_error *err) {
-  switch (EVP_PKEY_id(key)) {
-    case EVP_PKEY_RSA:
-      if (EVP_PKEY_bits(key) < 2048)
-        return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: RSA key of %d bits (minimum 2048)", path,
-                      EVP_PKEY_bits(key));
-      *out = KH_KEY_RSA;
-      return 1;
-    case EVP_PKEY_ED25519: *out = KH_KEY_ED25519; return 1;
-    case EVP_PKEY_EC: {
-      const EC_GROUP *g = EC_KEY_get0_group(EVP_PKEY_get0_EC_KEY(key));
-      int nid = g ? EC_GROUP_get_curve_name(g) : 0;
-      if (nid == NID_X9_62_prime256v1 || nid == NID_secp384r1) {
-        *out = nid == NID_secp384r1 ? KH_KEY_ECDSA_P384 : KH_KEY_ECDSA_P256;
-        return 1;
-      }
-      return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: EC curve not supported (P-256, P-384 only)",
-                    path);
-    }
-    default:
-      return kh_err(err, KH_ERR_INVALID_ARGUMENT,
-                    "%s: unsupported key type (ECDSA P-256/P-384, RSA, Ed25519)", path);
-  }
+int kh_private_file_ok(int fd, const char *path, kh_error *err) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    return kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: not a regular file", path);
+  if ((st.st_mode & 077) != 0)
+    return kh_err(err, KH_ERR_PERMISSION_DENIED,
+                  "%s: readable by group or others (mode %03o); chmod 600 it", path,
+                  (unsigned)(st.st_mode & 0777));
+  return 1;
 }
 
 /* read_key_file reads the whole (bounded) file into locked memory of
@@ -219,7 +206,7 @@ kh_key *kh_key_file_load(const char *path, EVP_PKEY *cert_pub, kh_error *err) {
     return NULL;
   }
   kh_key_type type = KH_KEY_ECDSA_P256;
-  if (!key_type(key, path, &type, err)) {
+  if (!kh_key_type_of(key, path, &type, err)) {
     EVP_PKEY_free(key);
     return NULL;
   }

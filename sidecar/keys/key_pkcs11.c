@@ -46,7 +46,6 @@
 #define KH_P11_DEFAULT_SESSIONS 4
 #define KH_P11_MAX_SESSIONS 16
 #define KH_P11_DEFAULT_TIMEOUT_MS 2000
-#define KH_P11_MAX_URI 4096
 #define KH_P11_MAX_PIN 256
 #define KH_P11_MAX_IN 65536 /* what a caller may sign whole (Ed25519) or decrypt */
 
@@ -387,7 +386,6 @@ static const kh_key_ops k_p11_ops = {.name = "pkcs11",
  * world-readable. */
 static int read_pin(pool *p, const char *source, kh_error *err) {
   const char *path = strncmp(source, "file:", 5) == 0 ? source + 5 : source;
-  struct stat st;
   if (path[0] != '/')
     return kh_err(err, KH_ERR_INVALID_ARGUMENT,
                   "%s: pin-source must be file:/ABSOLUTE/PATH (or /ABSOLUTE/PATH)", p->where);
@@ -395,10 +393,9 @@ static int read_pin(pool *p, const char *source, kh_error *err) {
   if (fp == NULL)
     return kh_err(err, KH_ERR_NOT_FOUND, "%s: cannot open the PIN file %s: %s", p->where, path,
                   strerror(errno));
-  if (fstat(fileno(fp), &st) != 0 || (st.st_mode & 077) != 0) {
+  if (!kh_private_file_ok(fileno(fp), path, err)) {
     fclose(fp);
-    return kh_err(err, KH_ERR_PERMISSION_DENIED,
-                  "%s: the PIN file %s is readable by group or others (chmod 600)", p->where, path);
+    return 0;
   }
   if ((p->pin = kh_secret_alloc(KH_P11_MAX_PIN + 1)) == NULL) {
     fclose(fp);
@@ -514,17 +511,6 @@ static int find_key(pool *p, P11KitUri *uri, CK_SESSION_HANDLE s, kh_error *err)
   return 1;
 }
 
-static int type_of(EVP_PKEY *pub, kh_key_type *out) {
-  switch (EVP_PKEY_id(pub)) {
-    case EVP_PKEY_RSA: *out = KH_KEY_RSA; return EVP_PKEY_bits(pub) >= 2048;
-    case EVP_PKEY_ED25519: *out = KH_KEY_ED25519; return 1;
-    case EVP_PKEY_EC:
-      *out = EVP_PKEY_bits(pub) == 384 ? KH_KEY_ECDSA_P384 : KH_KEY_ECDSA_P256;
-      return EVP_PKEY_bits(pub) == 256 || EVP_PKEY_bits(pub) == 384;
-    default: return 0;
-  }
-}
-
 /* prove: sign a random challenge on the token with the key's first scheme
  * and verify it with the certificate's key. */
 static int prove(kh_key *k, pool *p, kh_error *err) {
@@ -592,6 +578,13 @@ static int open_pool(pool *p, P11KitUri *uri, unsigned sessions, kh_error *err) 
   return 1;
 }
 
+/* cert_key_type: the type tls.crt certifies, which the token key must have. */
+static int cert_key_type(pool *p, EVP_PKEY *cert_pub, kh_error *err) {
+  char what[sizeof(p->where) + 32];
+  snprintf(what, sizeof(what), "%s: tls.crt's key", p->where);
+  return kh_key_type_of(cert_pub, what, &p->type, err);
+}
+
 kh_key *kh_key_pkcs11_load(const char *text, const char *where, EVP_PKEY *cert_pub, kh_error *err) {
   pool *p = calloc(1, sizeof(*p));
   P11KitUri *uri = p11_kit_uri_new();
@@ -624,8 +617,7 @@ kh_key *kh_key_pkcs11_load(const char *text, const char *where, EVP_PKEY *cert_p
            "%s: pin-value is not accepted: put the PIN in a 0600 file and name it with "
            "pin-source=file:/PATH",
            where);
-  } else if (!type_of(cert_pub, &p->type)) {
-    kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: tls.crt certifies an unsupported key", where);
+  } else if (!cert_key_type(p, cert_pub, err)) {
   } else if (number(p, uri, "x-sessions", 1, KH_P11_MAX_SESSIONS, KH_P11_DEFAULT_SESSIONS,
                     &sessions, err) &&
              number(p, uri, "x-timeout-ms", 10, 600000, KH_P11_DEFAULT_TIMEOUT_MS, &p->timeout_ms,

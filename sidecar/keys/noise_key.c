@@ -15,6 +15,7 @@
 #include <openssl/nid.h>
 #include <openssl/pem.h>
 
+#include "key.h"
 #include "kh_log.h"
 #include "kh_secret.h"
 
@@ -26,17 +27,7 @@ static const char *type_name(int type) {
 
 /* read_existing parses |fd| (at |path|) as a PKCS#8 private key of |type|. */
 static EVP_PKEY *read_existing(const char *path, int fd, int type, kh_error *err) {
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    kh_err(err, KH_ERR_INVALID_ARGUMENT, "%s: not a regular file", path);
-    return NULL;
-  }
-  if ((st.st_mode & 077) != 0) {
-    kh_err(err, KH_ERR_PERMISSION_DENIED,
-           "%s: readable by group or others (mode %03o); chmod 600 it", path,
-           (unsigned)(st.st_mode & 0777));
-    return NULL;
-  }
+  if (!kh_private_file_ok(fd, path, err)) return NULL;
   uint8_t *buf = kh_secret_alloc(KH_MAX_KEY_FILE + 1);
   if (buf == NULL) {
     kh_err(err, KH_ERR_NOMEM, "out of memory");
