@@ -175,9 +175,16 @@ static int start_pump(kh_sidecar *sc, kh_error *err) {
 }
 
 /* taken: a non-blocking stream's operation |t| if it completed (0: not
- * yet, 1: succeeded, 2: failed), clearing its mark. */
+ * yet, 1: succeeded, 2: failed), clearing its mark. The eventfd is emptied
+ * under the lock the pump marks and writes under, so afterwards it is
+ * readable only for a completion not yet looked at: an event loop polling it
+ * for the next operation does not spin on one already taken. */
 static int taken(kh_stream *s, const kh_tag *t) {
   pthread_mutex_lock(&s->sc->mu);
+  uint64_t n;
+  if (read(s->efd, &n, sizeof(n)) < 0) {
+    /* EAGAIN: nothing new since the last look */
+  }
   int r = 0;
   if (s->done & t->bit) {
     r = s->ok & t->bit ? 1 : 2;
@@ -211,12 +218,7 @@ static int wait_tag(kh_stream *s, void *tag, gpr_timespec until) {
     int ms = ms_until(until);
     if (ms == 0) return 0;
     struct pollfd p = {.fd = s->efd, .events = POLLIN};
-    if (poll(&p, 1, ms) > 0) {
-      uint64_t n;
-      if (read(s->efd, &n, sizeof(n)) < 0) {
-        /* EAGAIN: another look took it; the marks are what count */
-      }
-    }
+    (void)poll(&p, 1, ms);
   }
 }
 

@@ -89,7 +89,7 @@ static void feed_some(kh_session *s, int fd, size_t chunk) {
 /* handshake runs |s| to completion over |fd|; returns the WANT_READ steps. */
 static int handshake(kh_session *s, int fd, size_t chunk) {
   kh_error err;
-  int wants = 0, sidecar_waits = 0;
+  int wants = 0, sidecar_waits = 0, spurious = 0, woke = 0;
   if (g_nonblocking && !kh_session_set_nonblocking(s, &err)) die("set_nonblocking", &err);
   for (;;) {
     int done = kh_session_handshake(s, &err);
@@ -98,10 +98,13 @@ static int handshake(kh_session *s, int fd, size_t chunk) {
     if (err.code == KH_ERR_WANT_SIDECAR && g_nonblocking) {
       int sfd = kh_session_sidecar_fd(s);
       if (sfd < 0) die("WANT_SIDECAR without a sidecar fd", &err);
+      if (woke) spurious++; /* the fd said readable, the answer was not there */
       sidecar_waits++;
       wait_fd(sfd, POLLIN);
+      woke = 1;
       continue;
     }
+    woke = 0;
     if (err.code != KH_ERR_WANT_READ) die("handshake", &err);
     if (kh_session_sidecar_fd(s) != -1) die("a sidecar fd while nothing waits for it", NULL);
     wants++;
@@ -111,9 +114,10 @@ static int handshake(kh_session *s, int fd, size_t chunk) {
   kh_conn_info info;
   kh_session_get_info(s, &info);
   fprintf(stderr,
-          "session_client: established %s %s peer=%s local=%s%s want_read=%d want_sidecar=%d\n",
+          "session_client: established %s %s peer=%s local=%s%s want_read=%d want_sidecar=%d "
+          "spurious_wakes=%d\n",
           info.version, info.ciphersuite, info.peer_identity[0] ? info.peer_identity : "-",
-          info.local_identity, info.resumed ? " resumed" : "", wants, sidecar_waits);
+          info.local_identity, info.resumed ? " resumed" : "", wants, sidecar_waits, spurious);
   return wants;
 }
 
