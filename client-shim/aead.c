@@ -55,17 +55,28 @@ static void make_nonce(const kh_aead *a, uint64_t counter, uint8_t nonce[KH_AEAD
   for (int i = 0; i < 8; i++) nonce[KH_AEAD_IV_LEN - 1 - i] ^= (uint8_t)(counter >> (8 * i));
 }
 
-int kh_aead_seal(kh_aead *a, uint64_t counter, const uint8_t *aad, size_t aad_len,
-                 const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[KH_AEAD_TAG_LEN]) {
+int kh_aead_seal_tail(kh_aead *a, uint64_t counter, const uint8_t *aad, size_t aad_len,
+                      const uint8_t *in, size_t len, const uint8_t *tail, size_t tail_len,
+                      uint8_t *out, uint8_t tag[KH_AEAD_TAG_LEN]) {
   int n;
   uint8_t nonce[KH_AEAD_IV_LEN];
-  if (a->ctx == NULL || !a->encrypt || len > INT32_MAX || aad_len > INT32_MAX) return 0;
+  if (a->ctx == NULL || !a->encrypt || len > INT32_MAX || tail_len > INT32_MAX ||
+      aad_len > INT32_MAX)
+    return 0;
   make_nonce(a, counter, nonce);
+  /* GCM and ChaCha20-Poly1305 in EVP take the message in any number of
+   * updates, each output as long as its input. */
   return EVP_CipherInit_ex(a->ctx, NULL, NULL, NULL, nonce, 1) == 1 &&
          (aad_len == 0 || EVP_CipherUpdate(a->ctx, NULL, &n, aad, (int)aad_len) == 1) &&
          (len == 0 || EVP_CipherUpdate(a->ctx, out, &n, in, (int)len) == 1) &&
-         EVP_CipherFinal_ex(a->ctx, out + len, &n) == 1 &&
+         (tail_len == 0 || EVP_CipherUpdate(a->ctx, out + len, &n, tail, (int)tail_len) == 1) &&
+         EVP_CipherFinal_ex(a->ctx, out + len + tail_len, &n) == 1 &&
          EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_GET_TAG, KH_AEAD_TAG_LEN, tag) == 1;
+}
+
+int kh_aead_seal(kh_aead *a, uint64_t counter, const uint8_t *aad, size_t aad_len,
+                 const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[KH_AEAD_TAG_LEN]) {
+  return kh_aead_seal_tail(a, counter, aad, aad_len, in, len, NULL, 0, out, tag);
 }
 
 int kh_aead_open(kh_aead *a, uint64_t counter, const uint8_t *aad, size_t aad_len,

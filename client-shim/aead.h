@@ -48,6 +48,13 @@ void kh_aead_cleanup(kh_aead *a);
 KH_MUST_USE int kh_aead_seal(kh_aead *a, uint64_t counter, const uint8_t *aad, size_t aad_len,
                              const uint8_t *in, size_t len, uint8_t *out,
                              uint8_t tag[KH_AEAD_TAG_LEN]);
+/* kh_aead_seal_tail encrypts |in| (|len| bytes) followed by |tail|
+ * (|tail_len| bytes) as one message into |out| (|len| + |tail_len| bytes,
+ * not overlapping |in|): a TLS record sealed straight from the caller's
+ * bytes, its content type as the tail, with no plaintext copy. */
+KH_MUST_USE int kh_aead_seal_tail(kh_aead *a, uint64_t counter, const uint8_t *aad, size_t aad_len,
+                                  const uint8_t *in, size_t len, const uint8_t *tail,
+                                  size_t tail_len, uint8_t *out, uint8_t tag[KH_AEAD_TAG_LEN]);
 /* kh_aead_open decrypts |len| bytes with |tag| (|in| may equal |out|);
  * returns 0 if authentication fails (|out| then holds no plaintext the
  * caller may use: it wipes it). */

@@ -107,7 +107,8 @@ void kh_record_free(kh_record *r) {
 
 /* seal_one appends one record carrying |len| <= 2^14 bytes of |type|:
  * header (type 23, legacy version, length), then content || type || tag,
- * sealed in place with the header as additional data. */
+ * sealed with the header as additional data straight from |data| (no copy
+ * of the plaintext into the output first). */
 static int seal_one(kh_record *r, uint8_t type, const uint8_t *data, size_t len, kh_buf *out,
                     kh_error *err) {
   if (r->wr.seq == UINT64_MAX)
@@ -120,13 +121,11 @@ static int seal_one(kh_record *r, uint8_t type, const uint8_t *data, size_t len,
   kh_builder_u8(&b, KH_CT_APPLICATION_DATA);
   kh_builder_u16(&b, KH_TLS_LEGACY_VERSION);
   kh_builder_u16(&b, (uint32_t)clen);
-  kh_builder_bytes(&b, data, len);
-  kh_builder_u8(&b, type);
-  uint8_t *tag = kh_builder_space(&b, KH_AEAD_TAG_LEN);
-  if (!kh_builder_finish(&b, NULL, err)) return 0; /* NULL |tag| fails here too */
-  uint8_t *hdr = kh_builder_data(&b);
-  uint8_t *body = hdr + KH_TLS_RECORD_HEADER;
-  if (!kh_aead_seal(&r->wr.aead, r->wr.seq, hdr, KH_TLS_RECORD_HEADER, body, inner, body, tag)) {
+  uint8_t *body = kh_builder_space(&b, inner + KH_AEAD_TAG_LEN); /* ciphertext || tag */
+  if (!kh_builder_finish(&b, NULL, err)) return 0;               /* NULL |body| fails here */
+  uint8_t *hdr = kh_builder_data(&b), *tag = body + inner;
+  if (!kh_aead_seal_tail(&r->wr.aead, r->wr.seq, hdr, KH_TLS_RECORD_HEADER, data, len, &type, 1,
+                         body, tag)) {
     kh_builder_abort(&b);
     return kh_err(err, KH_ERR_INTERNAL, "record encryption failed");
   }

@@ -2,7 +2,8 @@
  * for ChaCha20-Poly1305, the GCM specification's test case 4 for
  * AES-128-GCM), nonce = IV XOR counter, in-place use, and the negative
  * cases: a changed counter, tag, AAD or ciphertext does not open, a wrong
- * key size is refused. Wycheproof vectors: test_aead_wycheproof.c. */
+ * key size is refused; a two-part seal is the one-part seal of the joined
+ * message. Wycheproof vectors: test_aead_wycheproof.c. */
 #include <check.h>
 
 #include "testutil.h"
@@ -134,6 +135,42 @@ START_TEST(test_in_place_round_trip_and_tampering_each_alg) {
 }
 END_TEST
 
+/* A message sealed in two parts (the record layer's content, then its type
+ * byte) is the one-part seal of the two joined, at every split, for each
+ * algorithm: partial blocks carry over between the updates. */
+START_TEST(test_seal_tail_equals_the_joined_seal_at_every_split) {
+  static const struct {
+    kh_aead_alg alg;
+    size_t key_len;
+  } algs[] = {{KH_AEAD_AES_GCM, 16}, {KH_AEAD_AES_GCM, 32}, {KH_AEAD_CHACHA20_POLY1305, 32}};
+  uint8_t key[32], iv[12] = {9, 8, 7};
+  for (int i = 0; i < 32; i++) key[i] = (uint8_t)(5 * i + 1);
+  const uint8_t aad[5] = {23, 3, 3, 0, 90};
+  uint8_t msg[74];
+  for (size_t i = 0; i < sizeof(msg); i++) msg[i] = (uint8_t)(i * 7 + 3);
+  for (size_t k = 0; k < sizeof(algs) / sizeof(algs[0]); k++) {
+    kh_aead enc = {0}, dec = {0};
+    kh_error err;
+    ck_assert(kh_aead_init(&enc, algs[k].alg, key, algs[k].key_len, iv, 1, &err));
+    ck_assert(kh_aead_init(&dec, algs[k].alg, key, algs[k].key_len, iv, 0, &err));
+    for (size_t split = 0; split <= sizeof(msg); split++) {
+      uint8_t one[74], two[74], tag1[16], tag2[16], back[74];
+      ck_assert(kh_aead_seal(&enc, split, aad, sizeof(aad), msg, sizeof(msg), one, tag1));
+      ck_assert(kh_aead_seal_tail(&enc, split, aad, sizeof(aad), msg, split, msg + split,
+                                  sizeof(msg) - split, two, tag2));
+      ck_assert_mem_eq(two, one, sizeof(msg));
+      ck_assert_mem_eq(tag2, tag1, 16);
+      ck_assert(kh_aead_open(&dec, split, aad, sizeof(aad), two, sizeof(msg), tag2, back));
+      ck_assert_mem_eq(back, msg, sizeof(msg));
+    }
+    uint8_t out[1], tag[16];
+    ck_assert(!kh_aead_seal_tail(&dec, 0, aad, sizeof(aad), msg, 0, msg, 1, out, tag));
+    kh_aead_cleanup(&enc);
+    kh_aead_cleanup(&dec);
+  }
+}
+END_TEST
+
 START_TEST(test_wrong_key_size_refused) {
   uint8_t key[32] = {0}, iv[12] = {0};
   kh_aead a = {0};
@@ -154,6 +191,7 @@ int main(void) {
   tcase_add_test(tc, test_aes_128_gcm_spec_case_4_at_counter_0);
   tcase_add_test(tc, test_counter_is_xored_into_the_iv_big_endian);
   tcase_add_test(tc, test_in_place_round_trip_and_tampering_each_alg);
+  tcase_add_test(tc, test_seal_tail_equals_the_joined_seal_at_every_split);
   tcase_add_test(tc, test_wrong_key_size_refused);
   suite_add_tcase(s, tc);
   return kh_test_run(s);
