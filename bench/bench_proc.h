@@ -58,6 +58,23 @@ static inline const char *bp_scratch(char *tmp, const char *name) {
            pki ? pki : KH_SOURCE_ROOT "/tests/make-test-pki.sh", tmp);
   return system(cmd) == 0 ? NULL : "cannot make the test PKI";
 }
+
+/* The files of bp_scratch's PKI a handshake benchmark hands its workers:
+ * keyholdd's identities, the peer's server and client pairs, the CA. */
+typedef struct {
+  char ids[PATH_MAX], ca[PATH_MAX];
+  char scrt[PATH_MAX], skey[PATH_MAX]; /* peer/server.{crt,key} */
+  char ccrt[PATH_MAX], ckey[PATH_MAX]; /* peer/client.{crt,key} */
+} bp_pki;
+
+static inline void bp_pki_paths(bp_pki *p, const char *tmp) {
+  snprintf(p->ids, sizeof(p->ids), "%.200s/pki/ids", tmp);
+  snprintf(p->ca, sizeof(p->ca), "%.200s/pki/ca/ca.crt", tmp);
+  snprintf(p->scrt, sizeof(p->scrt), "%.200s/pki/peer/server.crt", tmp);
+  snprintf(p->skey, sizeof(p->skey), "%.200s/pki/peer/server.key", tmp);
+  snprintf(p->ccrt, sizeof(p->ccrt), "%.200s/pki/peer/client.crt", tmp);
+  snprintf(p->ckey, sizeof(p->ckey), "%.200s/pki/peer/client.key", tmp);
+}
 #endif
 
 /* bp_start_keyholdd starts |kd| on socket |sock| with identities |ids|

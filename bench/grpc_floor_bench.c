@@ -325,33 +325,29 @@ int main(int argc, char **argv) {
   snprintf(self, sizeof(self), "%.1000s/grpc_floor_bench", bin);
   snprintf(bssl, sizeof(bssl), "%.1000s/hs_bssl", bin);
   snprintf(ours, sizeof(ours), "%.1000s/hs_keyhold", bin);
-  char sock[128], fsock[128], ids[128], scrt[128], skey[128], ccrt[128], ckey[128], ca[128];
+  char sock[128], fsock[128];
   snprintf(sock, sizeof(sock), "%s/kd.sock", g_tmp);
   snprintf(fsock, sizeof(fsock), "%s/floor.sock", g_tmp);
-  snprintf(ids, sizeof(ids), "%s/pki/ids", g_tmp);
-  snprintf(scrt, sizeof(scrt), "%s/pki/peer/server.crt", g_tmp);
-  snprintf(skey, sizeof(skey), "%s/pki/peer/server.key", g_tmp);
-  snprintf(ccrt, sizeof(ccrt), "%s/pki/peer/client.crt", g_tmp);
-  snprintf(ckey, sizeof(ckey), "%s/pki/peer/client.key", g_tmp);
-  snprintf(ca, sizeof(ca), "%s/pki/ca/ca.crt", g_tmp);
+  static bp_pki k;
+  bp_pki_paths(&k, g_tmp);
 
   pid_t kd_pid, floor_pid, peer_pid;
   char *kd_argv[] = {kd,       "--socket",    sock,    "--identities",
-                     ids,      "--log-level", "error", "--max-handshakes-per-caller",
+                     k.ids,    "--log-level", "error", "--max-handshakes-per-caller",
                      "100000", NULL};
   bd_spawn(kd_argv, &kd_pid);
   wait_socket(sock, "keyholdd did not start");
   char *floor_argv[] = {self, "serve", fsock, NULL};
   bd_spawn(floor_argv, &floor_pid);
   wait_socket(fsock, "the floor's server did not start");
-  char *peer_argv[] = {bssl, "server", scrt, skey, ca, "1", NULL};
+  char *peer_argv[] = {bssl, "server", k.scrt, k.skey, k.ca, "1", NULL};
   char port[16];
   snprintf(port, sizeof(port), "%d", bd_read_port(bd_spawn(peer_argv, &peer_pid)));
 
   char half[32];
   snprintf(half, sizeof(half), "%.3f", secs / 2);
   char *call_argv[] = {self, "call", fsock, half, NULL};
-  char *inproc_argv[] = {bssl, "client", port, ccrt, ckey, ca, "1", half, NULL};
+  char *inproc_argv[] = {bssl, "client", port, k.ccrt, k.ckey, k.ca, "1", half, NULL};
   char *ours_argv[] = {ours, "client", sock, port, "1", half, NULL};
   tally fl = {0}, in = {0}, kh = {0};
   for (int round = 0; round < 2; round++) { /* alternating halves */

@@ -188,22 +188,17 @@ int main(int argc, char **argv) {
   if (!bp_keyholdd(kd, bin)) bd_die("keyholdd is not built next to bench/");
   const char *why = bp_scratch(g_tmp, "setup");
   if (why != NULL) bd_die(why);
-  char bssl[PATH_MAX], ours[PATH_MAX], sock[PATH_MAX], ids[PATH_MAX];
-  char scrt[PATH_MAX], skey[PATH_MAX], ccrt[PATH_MAX], ckey[PATH_MAX], ca[PATH_MAX];
+  char bssl[PATH_MAX], ours[PATH_MAX], sock[PATH_MAX];
   snprintf(bssl, sizeof(bssl), "%.1000s/hs_bssl", bin);
   snprintf(ours, sizeof(ours), "%.1000s/hs_keyhold", bin);
   snprintf(sock, sizeof(sock), "%s/kd.sock", g_tmp);
-  snprintf(ids, sizeof(ids), "%s/pki/ids", g_tmp);
-  snprintf(scrt, sizeof(scrt), "%s/pki/peer/server.crt", g_tmp);
-  snprintf(skey, sizeof(skey), "%s/pki/peer/server.key", g_tmp);
-  snprintf(ccrt, sizeof(ccrt), "%s/pki/peer/client.crt", g_tmp);
-  snprintf(ckey, sizeof(ckey), "%s/pki/peer/client.key", g_tmp);
-  snprintf(ca, sizeof(ca), "%s/pki/ca/ca.crt", g_tmp);
+  static bp_pki k;
+  bp_pki_paths(&k, g_tmp);
 
-  pid_t pid = bp_start_keyholdd(kd, sock, ids);
+  pid_t pid = bp_start_keyholdd(kd, sock, k.ids);
   if (pid < 0) bd_die("keyholdd did not start");
   bd_pids[bd_npids++] = pid;
-  char *peer_argv[] = {bssl, "server", scrt, skey, ca, "2", NULL};
+  char *peer_argv[] = {bssl, "server", k.scrt, k.skey, k.ca, "2", NULL};
   FILE *pf = bd_spawn(peer_argv, &pid);
   g_rl.peer_port = bd_read_port(pf);
   g_rl.lfd = hs_listen(); /* prints the relay's "port N" */
@@ -226,7 +221,7 @@ int main(int argc, char **argv) {
   for (size_t d = 0; d < sizeof(delays_us) / sizeof(delays_us[0]); d++) {
     g_rl.delay = delays_us[d] / 1e6;
     double b50[ROUNDS], b99[ROUNDS], o50[ROUNDS], o99[ROUNDS];
-    char *base[] = {bssl, "client", port, ccrt, ckey, ca, "1", (char *)secs, NULL};
+    char *base[] = {bssl, "client", port, k.ccrt, k.ckey, k.ca, "1", (char *)secs, NULL};
     char *mine[] = {ours, "client", sock, port, "1", (char *)secs, "untimed-tickets", NULL};
     for (int r = 0; r < ROUNDS; r++) { /* alternating, medians of the rounds */
       bd_result b = bd_run_client(base), o = bd_run_client(mine);
