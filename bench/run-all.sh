@@ -9,20 +9,20 @@
 # brief mode never touches the docs.
 #   full:  record_bench 1.0; channel_bench 1.0; keyops_bench 1.0; sign_bench 1.0;
 #          handshake_bench 3 8; grpc_floor_bench 2; setup_bench 1; startup_bench 20;
-#          scale_bench 10000
+#          scale_bench 10000; proxy_bench 5 1.0 256
 #   brief: record_bench 0.02; channel_bench 0.05; keyops_bench 0.05; sign_bench 0.05;
 #          handshake_bench 0.3 2; grpc_floor_bench 0.1; setup_bench 0.05; startup_bench 3;
-#          scale_bench 500
+#          scale_bench 500; proxy_bench 2 0.2 32
 set -uo pipefail
 build=${1:-build}
 mode=${2:-full}
 case $mode in
   brief)
-    runs=("record_bench 0.02" "channel_bench 0.05" "keyops_bench 0.05" "sign_bench 0.05" "handshake_bench 0.3 2" "grpc_floor_bench 0.1" "setup_bench 0.05" "startup_bench 3" "scale_bench 500")
+    runs=("record_bench 0.02" "channel_bench 0.05" "keyops_bench 0.05" "sign_bench 0.05" "handshake_bench 0.3 2" "grpc_floor_bench 0.1" "setup_bench 0.05" "startup_bench 3" "scale_bench 500" "proxy_bench 2 0.2 32")
     limit=180
     ;;
   full)
-    runs=("record_bench" "channel_bench" "keyops_bench" "sign_bench" "handshake_bench" "grpc_floor_bench" "setup_bench 1" "startup_bench" "scale_bench")
+    runs=("record_bench" "channel_bench" "keyops_bench" "sign_bench" "handshake_bench" "grpc_floor_bench" "setup_bench 1" "startup_bench" "scale_bench" "proxy_bench 5 1.0 256")
     limit=900
     ;;
   *)

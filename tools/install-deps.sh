@@ -14,6 +14,7 @@ PKGS=(
   libmicrohttpd-dev libsystemd-dev help2man python3-grpcio python3-cryptography python3-nacl python3-jwcrypto
   softhsm2 opensc p11-kit p11-kit-modules libp11-kit-dev
   systemd
+  haproxy stunnel4
   nodejs npm
 )
 
